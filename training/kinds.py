@@ -1,0 +1,109 @@
+"""What each kind of job does, and what a running job may tell the store.
+
+A kind is a function ``run(ctx, spec) -> result`` registered under a name. The built-in kinds are
+the trainers (``reward``, ``sft``, ``dpo``), reward-model sweeps (``sweep``) and LM judging
+(``judge``). Modules named in ``CURATOR_JOB_PLUGINS`` (comma-separated, importable) may register
+more with :func:`register_kind`; the runner imports them before it looks a kind up, so a team's
+own job types run under the same queue, cancel and heartbeat rules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curation.errors import CuratorError
+from curation.store import Store
+from curation.workspace import Workspace
+from training import jobs
+from training.jobs import Job
+
+PLUGINS_ENV = "CURATOR_JOB_PLUGINS"
+
+
+class JobCancelled(Exception):
+    """Raised inside a job that noticed it was cancelled and stopped cleanly."""
+
+
+@dataclass
+class JobContext:
+    """What a running job sees: its store, its folder, and ways to report back."""
+
+    store: Store
+    workspace: Workspace
+    job: Job
+
+    @property
+    def run_dir(self) -> Path:
+        """The job's own folder under ``runs/`` (checkpoints, model, card)."""
+        path = self.workspace.dir("runs") / f"job-{self.job.id}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def resume_from(self) -> str | None:
+        """The checkpoint a requeued or retried job continues from, if it still exists."""
+        path = self.job.checkpoint_path
+        return path if path and Path(path).exists() else None
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        jobs.set_progress(self.store, self.job.id, fraction, message)
+
+    def metrics(self, step: int, **values: float) -> None:
+        jobs.add_metrics(self.store, self.job.id, step, values)
+
+    def checkpoint(self, path: str | Path) -> None:
+        jobs.set_checkpoint(self.store, self.job.id, str(path))
+        self.job.checkpoint_path = str(path)
+
+    def should_stop(self) -> bool:
+        """Whether someone asked to cancel; long loops check it between steps."""
+        return jobs.cancel_requested(self.store, self.job.id)
+
+
+JobFn = Callable[[JobContext, dict[str, Any]], dict[str, Any]]
+_KINDS: dict[str, JobFn | str] = {
+    # "module:function", imported when first run, so listing kinds loads no ML stack
+    "reward": "training.reward:run_job",
+    "sft": "training.sft:run_job",
+    "dpo": "training.dpo:run_job",
+    "sweep": "training.routing_jobs:run_sweep_job",
+    "judge": "training.routing_jobs:run_judge_job",
+}
+_plugins_loaded: set[str] = set()
+
+
+def register_kind(name: str, fn: JobFn | str) -> None:
+    _KINDS[name] = fn
+
+
+def load_plugins() -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        if module in _plugins_loaded:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CuratorError(f"the job plugin {module!r} ({PLUGINS_ENV}) cannot be imported: "
+                               f"{exc}") from exc  # fmt: skip
+        _plugins_loaded.add(module)
+
+
+def kind_names() -> list[str]:
+    load_plugins()
+    return sorted(_KINDS)
+
+
+def job_kind(name: str) -> JobFn:
+    load_plugins()
+    target = _KINDS.get(name)
+    if target is None:
+        raise CuratorError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}")
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
