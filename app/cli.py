@@ -318,6 +318,7 @@ COMMAND_MODULES = (
     "app.cli_judges",
     "app.cli_calibrate",
     "app.cli_route",
+    "app.cli_jobs",
 )
 
 

@@ -42,6 +42,9 @@ def judge_cmd(
     one_order: Annotated[
         bool, typer.Option("--one-order", help="Skip the swapped A/B order (half the cost).")
     ] = False,
+    background: Annotated[
+        bool, typer.Option("--background", help="Run as a background job; print its id.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Label a dataset's pairs with an LM judge; pairs it already labelled are skipped."""
@@ -61,6 +64,12 @@ def judge_cmd(
     )
     with _store(ws, create=False) as store:
         store.dataset(dataset)  # fail on an unknown dataset before loading a model
+        if background:
+            from app.cli_jobs import enqueue_and_report
+
+            spec = judge.config() | {"dataset": dataset, "limit": limit}
+            enqueue_and_report(store, "judge", spec, as_json=as_json)
+            return
         model_backend = open_backend(judge, ws)
         with progress_bar(judge.name, "pair", quiet=as_json) as progress:
             result = judge_dataset(

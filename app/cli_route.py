@@ -79,6 +79,9 @@ def sweep_cmd(
         str, typer.Option(help="Predictor fitted after the sweep: lightgbm, linear, quadratic.")
     ] = "lightgbm",
     add_to: Annotated[int | None, typer.Option(help="Add the runs to this existing sweep.")] = None,
+    background: Annotated[
+        bool, typer.Option("--background", help="Run as a background job; print its id.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train reward probes on sampled human/LM splits, score them, fit the performance predictor."""
@@ -92,6 +95,15 @@ def sweep_cmd(
         runs=runs, sampler=sampler, seed=seed, labels=LabelConfig(slight=slight, judge=judge)
     )
     with _store(workspace, create=False) as store:
+        if background:
+            from app.cli_jobs import enqueue_and_report
+            from training.routing_jobs import sweep_spec
+
+            if add_to is not None:
+                raise _fail("--add-to runs in the foreground only")
+            spec = sweep_spec(dataset, eval_set or "", config, ppm_kind=kind)
+            enqueue_and_report(store, "sweep", spec, as_json=as_json)
+            return
         with progress_bar("sweep", "run", quiet=as_json) as progress:
             sweep_id = run_sweep(
                 store, dataset, eval_set or "", config, sweep_id=add_to, progress=progress

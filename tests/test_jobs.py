@@ -1,0 +1,233 @@
+"""The job queue and the local worker: atomic claims, streaming, cancel of a whole process tree,
+a worker killed mid-job, requeue with resume, and the store left intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curation.errors import CuratorError
+from curation.store import Store
+from training import jobs
+from training.worker import Worker, WorkerConfig
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+@pytest.fixture
+def plugin_env(monkeypatch):
+    """Workers and runners load the test job kinds (tests/job_kinds.py)."""
+    monkeypatch.setenv("CURATOR_JOB_PLUGINS", "job_kinds")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT)]))
+    monkeypatch.syspath_prepend(str(TESTS))
+    return dict(os.environ)
+
+
+def _wait(predicate, timeout: float = 30.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _worker_process(workspace, env, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--workspace", str(workspace.root),
+         "--poll", "0.2", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def test_enqueue_refuses_an_unknown_kind_by_name(store):
+    with pytest.raises(CuratorError, match="unknown job kind 'nope'"):
+        jobs.enqueue(store, "nope", {})
+    assert jobs.list_jobs(store) == []
+
+
+def test_a_queued_job_has_a_log_path_in_the_workspace_and_is_claimed_oldest_first(
+    store, workspace, plugin_env
+):
+    first = jobs.enqueue(store, "steps", {"steps": 1})
+    second = jobs.enqueue(store, "steps", {"steps": 2})
+    job = jobs.get_job(store, first)
+    assert job.status == "queued"
+    assert Path(job.log_path).parent == workspace.dir("logs")
+    claimed = jobs.claim_next(store, "w1")
+    assert (claimed.id, claimed.status, claimed.worker, claimed.attempts) == (first, "running",
+                                                                            "w1", 1)  # fmt: skip
+    assert jobs.claim_next(store, "w2").id == second
+    assert jobs.claim_next(store, "w3") is None
+
+
+def test_workers_in_many_processes_claim_each_job_exactly_once(store, workspace, plugin_env):
+    ids = [jobs.enqueue(store, "steps", {"steps": 1}) for _ in range(40)]
+    script = (
+        "import sys, json; from curation.store import Store; from training import jobs\n"
+        "s = Store.open(sys.argv[1], create=False); got = []\n"
+        "while (j := jobs.claim_next(s, sys.argv[2])) is not None: got.append(j.id)\n"
+        "print(json.dumps(got))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(workspace.root), f"w{i}"],
+                         cwd=ROOT, env=plugin_env, stdout=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]  # fmt: skip
+    claimed = [i for p in procs for i in json.loads(p.communicate(timeout=60)[0])]
+    assert sorted(claimed) == ids
+    assert {j.status for j in jobs.list_jobs(store)} == {"running"}
+
+
+def test_worker_runs_a_job_streams_metrics_and_progress_and_records_the_result(
+    store, workspace, plugin_env
+):
+    job_id = jobs.enqueue(store, "steps", {"steps": 3, "step_s": 0.05})
+    assert Worker(workspace, WorkerConfig(once=True)).run() == 1
+    job = jobs.get_job(store, job_id)
+    assert job.status == "succeeded"
+    assert job.progress == 1.0
+    assert job.result == {"steps": 3, "resumed_from": 0}
+    assert [(m["step"], m["name"]) for m in jobs.job_metrics(store, job_id)] == [
+        (1, "loss"), (2, "loss"), (3, "loss")]  # fmt: skip
+    assert "step 3" in jobs.log_tail(job)
+    assert job.pid and job.pgid == job.pid  # ran as the leader of its own process group
+
+
+def test_a_crashing_job_fails_with_its_error_and_the_traceback_in_its_log(
+    store, workspace, plugin_env
+):
+    job_id = jobs.enqueue(store, "crasher", {"message": "disk on fire"})
+    Worker(workspace, WorkerConfig(once=True)).run()
+    job = jobs.get_job(store, job_id)
+    assert job.status == "failed"
+    assert job.error == "RuntimeError: disk on fire"
+    assert "Traceback" in jobs.log_tail(job)
+    assert job.finished_at is not None
+
+
+def test_cancel_stops_every_process_the_job_started(store, workspace, plugin_env, tmp_path):
+    pids_file = tmp_path / "pids.json"
+    job_id = jobs.enqueue(store, "spawner", {"children": 2, "pids_file": str(pids_file)})
+    worker = _worker_process(workspace, plugin_env, "--once")
+    try:
+        _wait(pids_file.exists, 60)
+        pids = json.loads(pids_file.read_text())
+        runner_pid = jobs.get_job(store, job_id).pid
+        assert len(pids) == 4 and all(_alive(p) for p in pids + [runner_pid])
+        assert jobs.request_cancel(store, job_id).status == "running"  # asked, not yet stopped
+        _wait(lambda: jobs.get_job(store, job_id).status == "cancelled", 30)
+        _wait(lambda: not any(_alive(p) for p in pids + [runner_pid]), 10)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert jobs.get_job(store, job_id).error == "cancelled by request"
+
+
+def test_cancelling_a_queued_job_ends_it_before_any_worker_sees_it(store, plugin_env):
+    job_id = jobs.enqueue(store, "steps", {})
+    assert jobs.request_cancel(store, job_id).status == "cancelled"
+    assert jobs.claim_next(store, "w") is None
+    with pytest.raises(CuratorError, match="already ended"):
+        jobs.request_cancel(store, job_id)
+
+
+def test_a_late_finish_never_overwrites_a_cancel(store, plugin_env):
+    job_id = jobs.enqueue(store, "steps", {})
+    jobs.claim_next(store, "w")
+    assert jobs.finish(store, job_id, "cancelled")
+    assert not jobs.finish(store, job_id, "succeeded", result={"x": 1})
+    assert jobs.get_job(store, job_id).status == "cancelled"
+
+
+def _kill_worker_mid_job(store, workspace, env, job_id):
+    worker = _worker_process(workspace, env, "--stale-after", "2")
+    _wait(lambda: jobs.get_job(store, job_id).progress >= 0.2, 60)
+    runner_pid = jobs.get_job(store, job_id).pid
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # the job's process group notices its worker is gone and stops itself
+    _wait(lambda: not _alive(runner_pid), 15)
+    return runner_pid
+
+
+def test_a_worker_killed_mid_job_leaves_it_failed_and_the_store_intact(
+    store, workspace, plugin_env
+):
+    job_id = jobs.enqueue(store, "steps", {"steps": 40, "step_s": 0.25})
+    _kill_worker_mid_job(store, workspace, plugin_env, job_id)
+    assert jobs.get_job(store, job_id).status == "running"  # nobody has noticed yet
+    time.sleep(2.5)
+    assert jobs.reap_stale(store, stale_after_s=2) == [(job_id, "failed")]
+    job = jobs.get_job(store, job_id)
+    assert job.status == "failed"
+    assert "stopped heartbeating" in job.error
+    assert Store.open(workspace, create=False).integrity_check() == "ok"
+
+
+def test_a_requeued_job_resumes_from_its_last_checkpoint(store, workspace, plugin_env):
+    job_id = jobs.enqueue(store, "steps", {"steps": 12, "step_s": 0.25}, max_retries=1)
+    _kill_worker_mid_job(store, workspace, plugin_env, job_id)
+    time.sleep(2.5)
+    # a fresh worker reaps the lost job, requeues it, and runs it again from its checkpoint
+    Worker(workspace, WorkerConfig(once=True, stale_after_s=2)).run()
+    job = jobs.get_job(store, job_id)
+    assert job.status == "succeeded"
+    assert job.attempts == 2
+    resumed = job.result["resumed_from"]
+    assert 1 <= resumed < 12
+    started = (workspace.dir("runs") / f"job-{job_id}" / "started_at_step.txt").read_text().split()
+    assert started == ["0", str(resumed)]
+    assert "--- attempt 2" in jobs.log_tail(job, 100_000)
+
+
+def test_retry_queues_a_new_job_with_the_same_spec_and_the_old_checkpoint(
+    store, workspace, plugin_env
+):
+    job_id = jobs.enqueue(store, "crasher", {"message": "x"})
+    jobs.claim_next(store, "w")
+    jobs.set_checkpoint(store, job_id, "/some/checkpoint")
+    with pytest.raises(CuratorError, match="still running"):
+        jobs.retry(store, job_id)
+    jobs.finish(store, job_id, "failed", error="x")
+    new_id = jobs.retry(store, job_id)
+    new = jobs.get_job(store, new_id)
+    assert (new.kind, new.status, new.checkpoint_path) == ("crasher", "queued", "/some/checkpoint")
+    assert new.spec == {"message": "x", "retry_of": job_id}
+
+
+def test_heartbeats_only_count_for_the_worker_that_owns_the_job(store, plugin_env):
+    job_id = jobs.enqueue(store, "steps", {})
+    jobs.claim_next(store, "owner")
+    assert jobs.heartbeat(store, job_id, "owner")
+    assert not jobs.heartbeat(store, job_id, "intruder")
+
+
+def test_metrics_skip_values_that_are_not_finite_numbers(store, plugin_env):
+    job_id = jobs.enqueue(store, "steps", {})
+    jobs.add_metrics(store, job_id, 1, {"loss": 0.5, "lr": float("nan"), "note": "text"})
+    assert [(m["name"], m["value"]) for m in jobs.job_metrics(store, job_id)] == [("loss", 0.5)]

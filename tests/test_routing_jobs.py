@@ -1,0 +1,107 @@
+"""Sweeps and LM judging as background jobs: run by the worker, cancelled between steps, and
+continued (not restarted) when retried."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from curation.demo import build_demo
+from curation.store import Store
+from curation.workspace import Workspace
+from routing.features import FeatureConfig, compute_features
+from routing.sweeps import sweep_info
+from training import jobs
+from training.kinds import JobCancelled, JobContext
+from training.routing_jobs import run_sweep_job
+from training.worker import Worker, WorkerConfig
+
+pytestmark = pytest.mark.slow  # features on a 60-pair demo with the real MiniLM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def featured(tmp_path_factory) -> Path:
+    ws = Workspace(tmp_path_factory.mktemp("routing-jobs") / "ws").ensure()
+    with Store.open(ws) as store:
+        build_demo(store, n_pairs=60)
+        compute_features(store, "demo-prefs", FeatureConfig())
+    return ws.root
+
+
+@pytest.fixture
+def ws(featured, tmp_path, monkeypatch) -> Workspace:
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(featured, root)
+    monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    return Workspace(root)
+
+
+def test_sweep_cli_in_the_background_queues_a_job_the_worker_runs(ws):
+    result = CliRunner().invoke(
+        cli,
+        ["sweep", "demo-prefs", "--eval", "demo-eval", "--runs", "8", "--kind", "linear",
+         "--background", "--json", "--workspace", str(ws.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(result.output)["job_id"]
+    assert Worker(ws, WorkerConfig(once=True)).run() == 1
+    with Store.open(ws) as store:
+        job = jobs.get_job(store, job_id)
+        assert job.status == "succeeded", job.error
+        assert job.result["runs"] == 8
+        assert sweep_info(store, job.result["sweep_id"])["runs"] == 8
+        names = {m["name"] for m in jobs.job_metrics(store, job_id)}
+    assert names == {"ppm_r2", "ppm_spearman"}
+
+
+def test_a_cancelled_sweep_stops_between_runs_and_a_retry_continues_it(ws):
+    with Store.open(ws) as store:
+        spec = {"dataset": "demo-prefs", "eval_dataset": "demo-eval",
+                "config": {"runs": 6}, "ppm_kind": "linear"}  # fmt: skip
+        job_id = jobs.enqueue(store, "sweep", spec)
+        job = jobs.claim_next(store, "test")
+        jobs.request_cancel(store, job_id)
+        with pytest.raises(JobCancelled):
+            run_sweep_job(JobContext(store, ws, job), dict(job.spec))
+        jobs.finish(store, job_id, "cancelled")
+        sweep_id = json.loads(Path(jobs.get_job(store, job_id).checkpoint_path).read_text())[
+            "sweep_id"
+        ]
+        assert sweep_info(store, sweep_id)["runs"] == 0  # asked to stop before the first run
+        retry_id = jobs.retry(store, job_id)
+    Worker(ws, WorkerConfig(once=True)).run()
+    with Store.open(ws) as store:
+        retried = jobs.get_job(store, retry_id)
+        assert retried.status == "succeeded", retried.error
+        assert retried.result["sweep_id"] == sweep_id
+        assert sweep_info(store, sweep_id)["runs"] == 6
+
+
+def test_judge_cli_in_the_background_labels_pairs_in_a_worker(ws, tiny_model):
+    result = CliRunner().invoke(
+        cli,
+        ["judge", "demo-prefs", "--model", str(tiny_model), "--limit", "4", "--name", "tiny",
+         "--background", "--workspace", str(ws.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job_id = int(result.output.strip())
+    Worker(ws, WorkerConfig(once=True)).run()
+    with Store.open(ws) as store:
+        job = jobs.get_job(store, job_id)
+        assert job.status == "succeeded", job.error + jobs.log_tail(job)
+        assert job.result["judged"] == 4
+        n = store.conn.execute(
+            "SELECT count(*) FROM annotations WHERE annotator = 'tiny'"
+        ).fetchone()[0]
+    assert n == 4
+    assert os.environ["CURATOR_NO_AUTO_WORKER"] == "1"
