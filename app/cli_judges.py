@@ -42,6 +42,12 @@ def judge_cmd(
     one_order: Annotated[
         bool, typer.Option("--one-order", help="Skip the swapped A/B order (half the cost).")
     ] = False,
+    personas: Annotated[
+        int, typer.Option(help="Simulated Annotators: personas averaged per pair (0: off).")
+    ] = 0,
+    persona_shots: Annotated[
+        int, typer.Option(help="Pairs a person labelled, shown to each persona.")
+    ] = 3,
     background: Annotated[
         bool, typer.Option("--background", help="Run as a background job; print its id.")
     ] = False,
@@ -61,6 +67,8 @@ def judge_cmd(
         batch_size=batch_size,
         url=url,
         api_key_env=api_key_env,
+        personas=personas,
+        persona_shots=persona_shots,
     )
     with _store(ws, create=False) as store:
         store.dataset(dataset)  # fail on an unknown dataset before loading a model

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -64,7 +65,12 @@ class Judge:
     )
     batch_size: int = field(default=8, metadata={"help": "Prompts per forward pass or request."})
     personas: int = field(
-        default=0, metadata={"help": "Simulated Annotators personas (not implemented yet)."}
+        default=0,
+        metadata={"help": "Simulated Annotators: judge as this many personas, each shown pairs one "
+                          "person labelled, and average them (0: off)."},
+    )  # fmt: skip
+    persona_shots: int = field(
+        default=3, metadata={"help": "Labelled example pairs shown to each persona."}
     )
     url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server URL."})
     api_key_env: str = field(
@@ -82,14 +88,16 @@ class Judge:
         unknown = [a for a in self.aspects if a not in ASPECTS]
         if unknown or not self.aspects:
             raise CuratorError(f"aspects must be among {', '.join(ASPECTS)}; got {unknown}")
-        if self.personas:
-            raise CuratorError("Simulated Annotators personas are not implemented yet")
+        if self.personas < 0 or self.persona_shots < 1:
+            raise CuratorError("personas must be 0 or more, and each needs at least one shot")
         if self.batch_size < 1:
             raise CuratorError("batch size must be at least 1")
         if not self.name:
             default = "openai" if self.backend == "openai" else "smollm2-135m-instruct"
             model = (self.model or default).rstrip("/").split("/")[-1]
             self.name = f"{model}-{Path(self.template).stem}"
+            if self.personas:
+                self.name += f"-sa{self.personas}x{self.persona_shots}"
 
     def config(self) -> dict[str, Any]:
         """What is recorded in the judges table (never an API key, only its variable's name)."""
@@ -245,6 +253,100 @@ def verdict_from_answers(answers: Sequence[str | None]) -> int | None:
     if all(a == "B" for a in seen):
         return 1
     return 0
+
+
+# ---- Simulated Annotators ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Persona:
+    """One simulated annotator: whose labels it imitates, and the labelled pairs it is shown as
+    (instance id, pair, the letter that person chose)."""
+
+    source: str
+    shots: tuple[tuple[int, Instance, str], ...]
+
+
+def simulated_personas(
+    store: Store, dataset: str, count: int, shots: int, *, seed: int = 0
+) -> list[Persona]:
+    """Trust or Escalate's Simulated Annotators (Jung et al., 2024): a judge answers as ``count``
+    personas, each prompted with ``shots`` pairs one person labelled, so the spread of their
+    answers reflects how people disagree. People with the most labels come first; when there are
+    fewer people than personas the rest draw their shots from everyone's labels."""
+    ds = store.dataset(dataset)
+    rows = store.conn.execute(
+        "SELECT a.instance_id, a.annotator, a.overall FROM annotations a "
+        "JOIN instances i ON i.id = a.instance_id WHERE i.dataset_id = ? "
+        "AND a.annotator_kind = 'human' AND a.status = 'submitted' AND a.overall IS NOT NULL "
+        "AND a.overall != 0 ORDER BY a.id",
+        (ds["id"],),
+    ).fetchall()
+    by_person: dict[str, dict[int, str]] = {}
+    for instance_id, person, overall in rows:
+        by_person.setdefault(person, {})[instance_id] = "A" if overall < 0 else "B"
+    pool = sorted({(i, letter) for labels in by_person.values() for i, letter in labels.items()})
+    if len(pool) < shots:
+        raise CuratorError(
+            f"Simulated Annotators need at least {shots} pairs of {dataset!r} with a human "
+            f"preference to show as examples; it has {len(pool)} (lower persona_shots, or "
+            "annotate some pairs first)"
+        )
+    rng = random.Random(seed)
+    drawn: list[tuple[str, list[tuple[int, str]]]] = []
+    for person in sorted(by_person, key=lambda name: (-len(by_person[name]), name)):
+        items = sorted(by_person[person].items())
+        if len(drawn) < count and len(items) >= shots:
+            drawn.append((person, rng.sample(items, shots)))
+    while len(drawn) < count:
+        drawn.append(("everyone", rng.sample(pool, shots)))
+    wanted = {i for _, items in drawn for i, _ in items}
+    instances = {i: inst for i, inst in store.iter_instances(dataset) if i in wanted}
+    return [
+        Persona(source, tuple((i, instances[i], letter) for i, letter in items))
+        for source, items in drawn
+    ]
+
+
+def render_persona_prompt(
+    template_text: str,
+    persona: Persona,
+    instance: Instance,
+    instance_id: int,
+    *,
+    swapped: bool = False,
+    max_chars: int = 4000,
+) -> str:
+    """The persona's labelled examples, each answered, then the pair to judge. A persona is never
+    shown the pair it is judging."""
+    demo_chars = max(200, max_chars // (len(persona.shots) + 1))
+    parts = [
+        f"Example {k}:\n{render_prompt(template_text, demo, max_chars=demo_chars)}\n"
+        f"Answer: {letter}"
+        for k, (demo_id, demo, letter) in enumerate(persona.shots, start=1)
+        if demo_id != instance_id
+    ]
+    parts.append(
+        "Now this pair:\n"
+        + render_prompt(template_text, instance, swapped=swapped, max_chars=max_chars)
+    )
+    return "\n\n".join(parts)
+
+
+def average_personas(
+    answers: Sequence[tuple[float | None, str | None]],
+) -> tuple[float | None, str | None]:
+    """One (P("A"), letter) from every persona's: the mean probability when all have one, else
+    the letter most personas chose (ties: none)."""
+    probs = [p for p, _ in answers]
+    if probs and all(p is not None for p in probs):
+        return sum(probs) / len(probs), None
+    letters = [
+        letter if p is None else ("A" if p > 0.5 else "B" if p < 0.5 else None)
+        for p, letter in answers
+    ]
+    a, b = letters.count("A"), letters.count("B")
+    return None, "A" if a > b else "B" if b > a else None
 
 
 # ---- judging a dataset ----------------------------------------------------------------------
@@ -409,6 +511,11 @@ def judge_dataset(
         if limit is not None and len(todo) >= limit:
             break
     orders = (False, True) if judge.both_orders else (False,)
+    personas = (
+        simulated_personas(store, dataset, judge.personas, judge.persona_shots)
+        if judge.personas
+        else []
+    )
     started = time.monotonic()
     judged = unparsed = 0
     methods = {METHOD_LOGPROBS: 0, METHOD_PARSED: 0}
@@ -417,11 +524,24 @@ def judge_dataset(
     for start in range(0, len(todo), judge.batch_size):
         chunk = todo[start : start + judge.batch_size]
         keys = [(i, a, s) for i in range(len(chunk)) for a in judge.aspects for s in orders]
-        prompts = [
-            render_prompt(texts[a], chunk[i][1], swapped=s, max_chars=judge.max_chars)
-            for i, a, s in keys
-        ]
+        if personas:
+            prompts = [
+                render_persona_prompt(texts[a], persona, chunk[i][1], chunk[i][0], swapped=s,
+                                      max_chars=judge.max_chars)
+                for i, a, s in keys
+                for persona in personas
+            ]  # fmt: skip
+        else:
+            prompts = [
+                render_prompt(texts[a], chunk[i][1], swapped=s, max_chars=judge.max_chars)
+                for i, a, s in keys
+            ]
         probs, letters = _score(backend, prompts)
+        if personas:  # one answer per key: the personas' average
+            per = len(personas)
+            answers = list(zip(probs, letters, strict=True))
+            merged = [average_personas(answers[k * per : (k + 1) * per]) for k in range(len(keys))]
+            probs, letters = [m[0] for m in merged], [m[1] for m in merged]
         results: list[dict[str, list]] = [{a: [] for a in judge.aspects} for _ in chunk]
         for (i, a, s), p, letter in zip(keys, probs, letters, strict=True):
             results[i][a].append((s, p, letter))
@@ -431,6 +551,8 @@ def judge_dataset(
             if annotation is None:
                 unparsed += 1
                 continue
+            if personas:
+                annotation.reasons["personas"] = [p.source for p in personas]
             methods[annotation.reasons["method"]] += 1
             labelled.append((instance_id, annotation))
         judged += store.add_annotations(labelled)

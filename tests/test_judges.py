@@ -342,3 +342,83 @@ def test_embedded_smollm2_judges_demo_pairs(smollm2_workspace: Workspace):
             assert row["template_hash"] == load_template("pairwise").hash()
         again = judge_dataset(store, "demo-prefs", judge, backend)
         assert (again["judged"], again["skipped_done"]) == (0, 3)
+
+
+# ---- Simulated Annotators ---------------------------------------------------------------------
+
+
+def _human_labels(store: Store, labels: dict[str, list[tuple[int, int]]]) -> list[int]:
+    """Label pairs of the 'pairs' dataset as named people: {person: [(pair index, overall)]}."""
+    from curation.records import Annotation
+
+    ids = [r[0] for r in store.conn.execute("SELECT id FROM instances ORDER BY id")]
+    store.add_annotations(
+        (ids[k], Annotation(annotator_kind="human", annotator=person, overall=value))
+        for person, items in labels.items()
+        for k, value in items
+    )
+    return ids
+
+
+def test_personas_imitate_people_with_the_most_labels_then_draw_from_everyone(store: Store):
+    """Each persona is shown pairs one person labelled, with that person's letter; once the
+    people run out, personas draw from everyone's labels; ties are never shown as examples."""
+    from routing.judges import simulated_personas
+
+    _pairs_dataset(store, n=6)
+    ids = _human_labels(
+        store,
+        {"ann": [(0, -2), (1, 1), (2, -1)], "bo": [(3, 2), (4, -2)], "cy": [(5, 0), (0, 1)]},
+    )
+    personas = simulated_personas(store, "pairs", count=3, shots=2, seed=1)
+    assert [p.source for p in personas] == ["ann", "bo", "everyone"]
+    letters = {"ann": {ids[0]: "A", ids[1]: "B", ids[2]: "A"}, "bo": {ids[3]: "B", ids[4]: "A"}}
+    for persona in personas[:2]:
+        assert len(persona.shots) == 2
+        for instance_id, _, letter in persona.shots:
+            assert letters[persona.source][instance_id] == letter
+    assert all(i != ids[5] for i, _, _ in personas[2].shots)  # cy's tie is no example
+    with pytest.raises(CuratorError, match="at least 9 pairs"):
+        simulated_personas(store, "pairs", count=1, shots=9)
+
+
+def test_a_persona_is_shown_answered_examples_but_never_the_pair_it_judges(store: Store):
+    from routing.judges import render_persona_prompt, simulated_personas
+
+    _pairs_dataset(store, n=4)
+    ids = _human_labels(store, {"ann": [(0, -2), (1, 2)]})
+    persona = simulated_personas(store, "pairs", count=1, shots=2)[0]
+    text = load_template("pairwise").text("overall")
+    target = Instance(prompt="What is 3 + 3?", response_a="6", response_b="7")
+    prompt = render_persona_prompt(text, persona, target, ids[3])
+    assert prompt.count("Answer: A") == 1 and prompt.count("Answer: B") == 1
+    assert prompt.rindex("What is 3 + 3?") > prompt.rindex("Answer:")
+    own = render_persona_prompt(text, persona, persona.shots[0][1], persona.shots[0][0])
+    assert own.count("Answer: ") == 1  # its own pair is left out of the examples
+
+
+def test_personas_average_probabilities_or_vote_on_letters():
+    from routing.judges import average_personas
+
+    assert average_personas([(0.9, None), (0.5, None), (0.4, None)])[0] == pytest.approx(0.6)
+    assert average_personas([(None, "B"), (0.8, None), (None, "B")]) == (None, "B")
+    assert average_personas([(None, "A"), (None, "B")]) == (None, None)
+
+
+def test_judging_with_personas_labels_each_pair_once_and_records_the_personas(
+    store: Store, tiny_model: Path
+):
+    _pairs_dataset(store, n=3)
+    _human_labels(store, {"ann": [(0, -2), (1, 2)], "bo": [(2, 1), (0, -1)]})
+    judge = Judge(model=str(tiny_model), personas=2, persona_shots=1, batch_size=4)
+    assert judge.name.endswith("-sa2x1")
+    backend = TransformersBackend(str(tiny_model), model_id="tiny-llama", batch_size=4)
+    result = judge_dataset(store, "pairs", judge, backend)
+    assert result["judged"] == 3
+    rows = store.conn.execute(
+        "SELECT reasons, probs FROM annotations WHERE annotator = ?", (judge.name,)
+    ).fetchall()
+    assert len(rows) == 3
+    for row in rows:
+        assert json.loads(row["reasons"])["personas"] == ["ann", "bo"]
+        assert sum(json.loads(row["probs"])) == pytest.approx(1.0)
