@@ -51,6 +51,11 @@ def _print_cascade(result: Cascade) -> None:
         f"{_figure(result.empirical_agreement)}, guaranteed agreement "
         f"{_figure(result.guaranteed_agreement)}, {result.n_escalated} escalated to people"
     )
+    if result.holds_with_probability is not None:
+        typer.echo(
+            f"the cascade's guarantee holds with probability {result.holds_with_probability:.3f} "
+            f"(union bound over its keeping judges, each tested at delta {result.stage_delta:.4g})"
+        )
 
 
 def calibrate_cmd(
@@ -86,6 +91,14 @@ def calibrate_cmd(
         typer.Option(
             help="When no threshold passes, keep the highest one anyway, uncertified (the "
             "authors' released code does this)."
+        ),
+    ] = False,
+    union_bound: Annotated[
+        bool,
+        typer.Option(
+            "--union-bound",
+            help="Cascade: test each judge at delta / judges, so the whole cascade holds with "
+            "probability 1 - delta (default: the paper's delta per judge).",
         ),
     ] = False,
     workspace: WorkspaceOpt = None,
@@ -134,7 +147,7 @@ def calibrate_cmd(
             return
         typer.echo(_describe(result))
         return
-    chained = cascade(judges, alpha, delta, config=config)
+    chained = cascade(judges, alpha, delta, config=config, union_bound=union_bound)
     if as_json:
         typer.echo(json.dumps(chained.to_dict(), indent=2))
         return

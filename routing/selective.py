@@ -135,6 +135,11 @@ class Cascade:
     empirical_agreement: float | None  # on the items some judge keeps
     guaranteed_agreement: float | None  # 1 - alpha when every keeping judge is certified
     n_escalated: int
+    # The chance the guarantee holds for the whole cascade: each keeping judge's test may fail
+    # with its stage delta, so by the union bound 1 - (stage delta x keeping judges). With
+    # ``union_bound`` each stage runs at delta / judges and this is at least 1 - delta.
+    holds_with_probability: float | None = None
+    stage_delta: float | None = None
 
     @property
     def thresholds(self) -> dict[str, float | None]:
@@ -272,10 +277,15 @@ def cascade(
     delta: float = 0.1,
     *,
     config: SelectiveConfig | None = None,
+    union_bound: bool = False,
 ) -> Cascade:
     """Calibrate judges in order (cheapest first) on the items the earlier ones abstained on.
 
-    Only items every judge has a verdict on take part (by ``item_id``), as in the paper.
+    Only items every judge has a verdict on take part (by ``item_id``), as in the paper. The
+    paper tests each stage at ``delta``, so the cascade as a whole holds with probability
+    1 - k x delta for k keeping judges (the union bound; reported as
+    ``holds_with_probability``); ``union_bound=True`` tests each stage at delta / judges so the
+    whole cascade holds with probability at least 1 - delta, at some cost in coverage.
     """
     ordered = list(judges.items()) if isinstance(judges, Mapping) else list(judges)
     if not ordered:
@@ -286,12 +296,15 @@ def cascade(
     if not ids:
         raise CuratorError("the judges share no calibration item")
 
+    stage_delta = delta / len(ordered) if union_bound else delta
     remaining = list(ids)
     stages: list[Calibration] = []
     coverage_by_judge: dict[str, float] = {}
     agreed = kept_total = 0
     for name, items in by_judge:
-        stage = calibrate([items[i] for i in remaining], alpha, delta, judge=name, config=config)
+        stage = calibrate(
+            [items[i] for i in remaining], alpha, stage_delta, judge=name, config=config
+        )
         stages.append(stage)
         kept, escalated = apply(stage.threshold, [items[i] for i in remaining])
         coverage_by_judge[name] = len(kept) / len(ids)
@@ -299,16 +312,17 @@ def cascade(
         kept_total += len(kept)
         remaining = [item.item_id for item in escalated]
     keeping = [s for s in stages if s.n_kept]
+    certified = bool(keeping) and all(s.certified for s in keeping)
     return Cascade(
         stages=stages,
         n=len(ids),
         coverage=kept_total / len(ids),
         coverage_by_judge=coverage_by_judge,
         empirical_agreement=agreed / kept_total if kept_total else None,
-        guaranteed_agreement=(
-            1.0 - alpha if keeping and all(s.certified for s in keeping) else None
-        ),
+        guaranteed_agreement=1.0 - alpha if certified else None,
         n_escalated=len(remaining),
+        holds_with_probability=max(0.0, 1.0 - stage_delta * len(keeping)) if certified else None,
+        stage_delta=stage_delta,
     )
 
 

@@ -261,3 +261,20 @@ def test_coverage_curve_keeps_ties_together_and_runs_from_low_to_high_threshold(
     assert curve["coverage"].tolist() == [1.0, 0.75, 0.5]
     assert curve["agreement"].tolist() == pytest.approx([0.5, 2 / 3, 0.5])
     assert coverage_curve([]).empty
+
+
+def test_the_cascade_reports_its_union_bound_and_can_split_delta_across_judges():
+    """Each keeping judge may fail with its stage delta, so two keeping judges at delta 0.1 hold
+    together with probability 0.8; splitting delta keeps the whole cascade at 1 - delta and
+    never keeps more than the unsplit test."""
+    first = _items(400, accuracy=lambda c: 1.0 if c > 0.8 else 0.5, seed=3)
+    second = _items(400, accuracy=lambda c: 1.0 if c > 0.6 else 0.5, seed=4)
+    judges = [("first", first), ("second", second)]
+    paper = cascade(judges, 0.1, 0.1)
+    assert sum(1 for s in paper.stages if s.n_kept) == 2
+    assert paper.holds_with_probability == pytest.approx(0.8)
+    split = cascade(judges, 0.1, 0.1, union_bound=True)
+    assert split.stage_delta == pytest.approx(0.05)
+    assert split.holds_with_probability >= 0.9 - 1e-12
+    assert split.stages[0].threshold >= paper.stages[0].threshold
+    assert split.stages[0].n_kept <= paper.stages[0].n_kept
