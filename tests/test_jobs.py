@@ -231,3 +231,18 @@ def test_metrics_skip_values_that_are_not_finite_numbers(store, plugin_env):
     job_id = jobs.enqueue(store, "steps", {})
     jobs.add_metrics(store, job_id, 1, {"loss": 0.5, "lr": float("nan"), "note": "text"})
     assert [(m["name"], m["value"]) for m in jobs.job_metrics(store, job_id)] == [("loss", 0.5)]
+
+
+def test_the_app_starts_one_background_worker_that_runs_jobs_and_exits_when_idle(
+    store, workspace, plugin_env
+):
+    from training.worker import ensure_local_worker, running_worker
+
+    job_id = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 0.05})
+    pid = ensure_local_worker(workspace, idle_exit_s=2)
+    assert ensure_local_worker(workspace, idle_exit_s=2) == pid  # one worker per workspace
+    assert _wait(lambda: running_worker(workspace) == pid, 30)
+    _wait(lambda: jobs.get_job(store, job_id).status == "succeeded", 60)
+    _wait(lambda: not _alive(pid), 30)  # idle for 2 s: gone, and its pidfile with it
+    assert running_worker(workspace) is None
+    assert not (workspace.dir("logs") / "worker.pid").exists()

@@ -222,33 +222,50 @@ def running_worker(workspace: Workspace) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
+@contextlib.contextmanager
+def _worker_lock(workspace: Workspace):
+    """Serialise starting workers, so two app sessions opening at once start one between them."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the pidfile check alone
+        yield
+        return
+    with open(workspace.dir("logs") / "worker.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_local_worker(workspace: Workspace, *, idle_exit_s: float = 600.0) -> int:
     """Start a background ``curator worker`` for the workspace unless one runs; returns its pid.
 
     The worker outlives the page that started it (its own session) and exits after
-    ``idle_exit_s`` without work, so an app left open does not hold a process forever.
+    ``idle_exit_s`` without work, so an app left open does not hold a process forever. The
+    pidfile is written here, before the worker has even imported, so a second call at once
+    finds it.
     """
-    from curation.store import Store  # noqa: F811 - keep import local to the app path
-
-    pid = running_worker(workspace)
-    if pid:
-        return pid
     if not workspace.exists():
         raise CuratorError(f"no workspace at {workspace.root}")
-    Store.open(workspace, create=False).close()
-    log = workspace.dir("logs") / "worker.log"
-    with open(log, "ab") as handle:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "app.cli", "worker", "--workspace", str(workspace.root),
-                "--idle-exit", str(idle_exit_s), "--pidfile",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=str(PROJECT_ROOT),
-        )  # fmt: skip
+    with _worker_lock(workspace):
+        pid = running_worker(workspace)
+        if pid:
+            return pid
+        log = workspace.dir("logs") / "worker.log"
+        with open(log, "ab") as handle:
+            proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "app.cli", "worker", "--workspace",
+                    str(workspace.root), "--idle-exit", str(idle_exit_s), "--pidfile",
+                ],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(PROJECT_ROOT),
+            )  # fmt: skip
+        (workspace.dir("logs") / WORKER_PIDFILE).write_text(f"{proc.pid}\n")
     return proc.pid
 
 
@@ -256,10 +273,11 @@ def ensure_local_worker(workspace: Workspace, *, idle_exit_s: float = 600.0) -> 
 def pidfile(workspace: Workspace):
     """Claim the workspace's worker pidfile for this process while it works."""
     path = workspace.dir("logs") / WORKER_PIDFILE
-    other = running_worker(workspace)
-    if other and other != os.getpid():
-        raise CuratorError(f"a worker already runs for this workspace (pid {other})")
-    path.write_text(f"{os.getpid()}\n")
+    with _worker_lock(workspace):
+        other = running_worker(workspace)
+        if other and other != os.getpid():
+            raise CuratorError(f"a worker already runs for this workspace (pid {other})")
+        path.write_text(f"{os.getpid()}\n")
     try:
         yield path
     finally:
