@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo ui test lint bench clean vllm-env
+.PHONY: install demo ui test lint bench clean vllm-env cluster
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -57,6 +57,14 @@ $(VLLM_VENV)/.installed:
 	@touch $@
 
 vllm-env: $(VLLM_VENV)/.installed
+
+# Optional: Ray (the `cluster` extra) for `curator worker --ray` and tests/test_ray_worker.py,
+# which starts a local Ray head of its own. About 15 s and 0.3 GB; CI installs it.
+$(VENV)/.cluster-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[cluster]"
+	@touch $@
+
+cluster: $(VENV)/.cluster-installed
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache

@@ -179,6 +179,13 @@ def mark_started(store: Store, job_id: int, *, pid: int, pgid: int | None) -> No
         store.conn.execute("UPDATE jobs SET pid = ?, pgid = ? WHERE id = ?", (pid, pgid, job_id))
 
 
+def set_ray_job_id(store: Store, job_id: int, ray_job_id: str | None) -> None:
+    """Record the Ray submission that runs the job. While it is set the local reaper leaves the
+    row alone (the Ray worker watches it); ``None`` hands the row back to the reaper."""
+    with store.write():
+        store.conn.execute("UPDATE jobs SET ray_job_id = ? WHERE id = ?", (ray_job_id, job_id))
+
+
 def heartbeat(store: Store, job_id: int, worker: str) -> bool:
     """Record that ``worker`` still runs the job; False when the job is no longer its to run."""
     with store.write():
