@@ -131,11 +131,18 @@ PAGES: tuple[PageSpec, ...] = (
         "mix.py", "Mix", ":material/blender:", "Build", "Build preference, SFT and safety mixtures."
     ),
     PageSpec(
-        "train.py",
-        "Train",
+        "jobs.py",
+        "Jobs",
         ":material/model_training:",
         "Build",
-        "Launch reward-model, SFT and DPO jobs and compare runs.",
+        "Launch reward-model, SFT and DPO jobs; follow, cancel and retry them.",
+    ),
+    PageSpec(
+        "compare.py",
+        "Compare",
+        ":material/compare:",
+        "Build",
+        "Compare training runs: metrics, loss curves, categories, generations.",
     ),
     PageSpec(
         "export.py",

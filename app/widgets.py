@@ -280,3 +280,29 @@ def confusion_chart(rows: list[dict[str, Any]]) -> None:
         labels={"x": "LM verdict", "y": "human verdict", "color": "instances"},
     )
     st.plotly_chart(fig, width="stretch")
+
+
+def metric_curves(rows: list[dict[str, Any]], *, key: str, series: str | None = None) -> None:
+    """Logged training metrics against step: one panel per metric (its own y axis), one line per
+    ``series`` value (a run) when the rows carry that column."""
+    if not rows:
+        st.caption("No metrics logged yet.")
+        return
+    frame = pd.DataFrame(rows)
+    names = list(dict.fromkeys(frame["name"]))
+    fig = px.line(
+        frame,
+        x="step",
+        y="value",
+        color=series if series and series in frame else None,
+        facet_col="name",
+        facet_col_wrap=2,
+        facet_row_spacing=0.12,
+        category_orders={"name": names},
+        markers=True,
+        labels={"value": "", "step": "step"},
+    )
+    fig.update_yaxes(matches=None, showticklabels=True)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    fig.update_layout(height=280 * ((len(names) + 1) // 2) + 60, margin={"t": 40})
+    st.plotly_chart(fig, width="stretch", key=key)

@@ -1,0 +1,294 @@
+"""The Jobs page, driven headless through AppTest against a real job table.
+
+Finished jobs come from a real worker running the test job kinds (tests/job_kinds.py) once, built
+once per module and copied for each test. ``CURATOR_NO_AUTO_WORKER`` keeps the page from starting
+a background worker, so a queued job stays queued while a test looks at it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.state import _USER_KEY
+from curation.store import Store
+from curation.users import add_user
+from curation.workspace import Workspace
+from training import jobs
+from training.worker import Worker, WorkerConfig, running_worker
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+HOME = str(ROOT / "app" / "Home.py")
+PAGE = str(ROOT / "app" / "views" / "jobs.py")
+PASSWORD = "a long enough password"
+
+
+def _plugin_env(mp: pytest.MonkeyPatch) -> None:
+    """Workers, runners and this process load the test job kinds; the page starts no worker."""
+    mp.setenv("CURATOR_JOB_PLUGINS", "job_kinds")
+    mp.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT)]))
+    mp.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    mp.syspath_prepend(str(TESTS))
+
+
+@pytest.fixture(scope="module")
+def finished_workspace(tmp_path_factory) -> Path:
+    """A workspace with a preference dataset, a succeeded ``steps`` job (1) and a failed
+    ``crasher`` job (2), both run by a real worker."""
+    ws = Workspace(tmp_path_factory.mktemp("jobs") / "ws").ensure()
+    with pytest.MonkeyPatch.context() as mp:
+        _plugin_env(mp)
+        with Store.open(ws) as store:
+            store.create_dataset("prefs", "preference")
+            jobs.enqueue(store, "steps", {"steps": 3, "step_s": 0}, created_by="boss")
+            jobs.enqueue(store, "crasher", {"message": "kaboom"}, max_retries=0)
+        Worker(ws, WorkerConfig(once=True, poll_s=0.05)).run()
+    return ws.root
+
+
+@pytest.fixture
+def ws(finished_workspace, tmp_path, monkeypatch, cheap_password_hashing) -> Workspace:
+    root = tmp_path / "ws"
+    shutil.copytree(finished_workspace, root)
+    _plugin_env(monkeypatch)
+    monkeypatch.setenv("CURATOR_WORKSPACE", str(root))
+    return Workspace(root)
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def jobs_page(job: int | None = None) -> AppTest:
+    """The page as the local curator reaches it from the menu (``?job=N`` when given)."""
+    at = AppTest.from_file(HOME, default_timeout=60)
+    if job is not None:
+        at.query_params["job"] = str(job)
+    at.run()
+    at.switch_page("views/jobs.py").run()
+    no_errors(at)
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    for kind in ("info", "warning", "error", "success"):
+        parts += [str(e.value) for e in at.get(kind)]
+    return "\n".join(parts)
+
+
+def test_the_finished_jobs_are_listed_with_their_status_and_who_launched_them(ws):
+    """The table reads the job rows back from the store; nothing runs, so no worker is shown."""
+    at = jobs_page()
+    table = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert list(table["id"]) == [2, 1]
+    assert list(table["status"]) == ["failed", "succeeded"]
+    assert list(table["by"]) == ["", "boss"]
+    assert table.loc[table["id"] == 1, "progress"].item() == 1.0
+    assert "Worker: none running" in texts(at)
+
+
+def test_a_finished_job_shows_its_metrics_log_and_result(ws):
+    """Opened by its URL (``?job=1``), as after a refresh: progress, loss curve, log tail."""
+    at = jobs_page(job=1)
+    assert at.selectbox(key="jobs_selected").value == 1
+    assert "Job 1: steps, succeeded" in texts(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and '"loss"' in charts[0].proto.spec
+    log = "\n".join(c.value for c in at.code)
+    assert "step 3" in log and "succeeded" in log
+    assert at.button(key="jobs_retry") and not [b for b in at.button if b.key == "jobs_cancel"]
+
+
+def test_a_failed_job_shows_its_error(ws):
+    at = jobs_page(job=2)
+    assert at.selectbox(key="jobs_selected").value == 2
+    assert any("RuntimeError: kaboom" in e.value for e in at.error)
+    assert "RuntimeError: kaboom" in "\n".join(c.value for c in at.code)  # the traceback
+
+
+def test_retry_queues_a_new_job_with_the_same_settings_and_shows_it(ws):
+    at = jobs_page(job=2)
+    at.button(key="jobs_retry").click().run()
+    no_errors(at)
+    with Store.open(ws) as store:
+        newest = jobs.list_jobs(store)[0]
+    assert newest.id == 3 and newest.status == "queued" and newest.kind == "crasher"
+    assert newest.spec == {"message": "kaboom", "retry_of": 2}
+    assert newest.created_by == "local"
+    assert any("Queued job 3, a retry of job 2" in s.value for s in at.success)
+    assert at.selectbox(key="jobs_selected").value == 3
+    assert at.query_params["job"] == "3"  # a refresh re-attaches to it
+    assert running_worker(ws) is None  # CURATOR_NO_AUTO_WORKER: nothing started
+
+
+def test_cancel_cancels_a_queued_job(ws):
+    with Store.open(ws) as store:
+        queued = jobs.enqueue(store, "steps", {"steps": 50})
+    at = jobs_page()
+    assert at.selectbox(key="jobs_selected").value == queued  # the unfinished one comes first
+    assert "Job 3: steps, queued" in texts(at)
+    at.button(key="jobs_cancel").click().run()
+    no_errors(at)
+    with Store.open(ws) as store:
+        assert jobs.get_job(store, queued).status == "cancelled"
+    assert any(f"Cancelled job {queued}." in s.value for s in at.success)
+    assert at.button(key="jobs_retry")
+
+
+def test_the_page_starts_a_worker_for_queued_work_when_none_runs(ws, monkeypatch):
+    """Without CURATOR_NO_AUTO_WORKER: queued work and no worker, so the page starts a real
+    ``curator worker``, which runs the job; reloading shows it done and starts no second one."""
+    monkeypatch.delenv("CURATOR_NO_AUTO_WORKER")
+    with Store.open(ws) as store:
+        job_id = jobs.enqueue(store, "steps", {"steps": 1, "step_s": 0})
+    at = jobs_page()
+    pid, _ = at.session_state["jobs_worker_started"]
+    try:
+        assert f"Worker: running (pid {pid})" in texts(at)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with Store.open(ws) as store:
+                if jobs.get_job(store, job_id).finished:
+                    break
+            time.sleep(0.2)
+        at.run()
+        no_errors(at)
+        assert "Job 3: steps, succeeded" in texts(at)
+        assert running_worker(ws) == pid
+        assert at.session_state["jobs_worker_started"][0] == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)  # the page started it from this process: reap it
+
+
+def test_the_launch_form_queues_a_reward_job_with_the_settings_given(ws):
+    reward = pytest.importorskip("training.reward")
+    at = jobs_page()
+    at.selectbox(key="jobs_kind").set_value("reward").run()
+    no_errors(at)
+    assert at.selectbox(key="jobs_reward_dataset").value == "prefs"
+    at.number_input(key="jobs_reward_max_steps").set_value(2)
+    at.number_input(key="jobs_reward_batch_size").set_value(2)
+    at.number_input(key="jobs_reward_max_length").set_value(32)
+    at.text_input(key="jobs_reward_name").set_value("tiny rm")
+    at.number_input(key="jobs_retries").set_value(1)
+    at.button(key="jobs_launch").click().run()
+    no_errors(at)
+    expected = reward.RewardTrainConfig(
+        dataset="prefs", max_steps=2, batch_size=2, max_length=32, name="tiny rm"
+    ).to_spec()
+    with Store.open(ws) as store:
+        job = jobs.list_jobs(store)[0]
+    assert (job.kind, job.status, job.max_retries, job.created_by) == (
+        "reward",
+        "queued",
+        1,
+        "local",
+    )
+    assert job.spec == expected
+    assert any(f"Queued job {job.id} (Reward model)" in s.value for s in at.success)
+    assert at.selectbox(key="jobs_selected").value == job.id
+    assert running_worker(ws) is None
+
+
+def test_the_launch_form_shows_a_settings_mistake_and_queues_nothing(ws):
+    pytest.importorskip("training.reward")
+    at = jobs_page()
+    at.selectbox(key="jobs_kind").set_value("reward").run()
+    at.selectbox(key="jobs_reward_dataset").set_value("(none)")
+    at.button(key="jobs_launch").click().run()
+    no_errors(at)
+    assert any("dataset or mixture" in e.value for e in at.error)
+    with Store.open(ws) as store:
+        assert len(jobs.list_jobs(store)) == 2
+
+
+def _settings_form() -> None:
+    """A form for a config with every field type a trainer's config may use."""
+    from dataclasses import dataclass, field
+
+    import streamlit as st
+
+    from app.config_form import config_inputs
+
+    @dataclass
+    class Settings:
+        dataset: str | None = field(default=None, metadata={"help": "Data."})
+        name: str = field(default="", metadata={"help": "Name."})
+        steps: int = field(default=-1, metadata={"help": "Steps."})
+        learning_rate: float = field(default=5e-5, metadata={"help": "Rate."})
+        epochs: float = field(default=1.0, metadata={"help": "Epochs."})
+        limit: int | None = field(default=None, metadata={"help": "Limit."})
+        lora: bool = field(default=False, metadata={"help": "LoRA."})
+        targets: tuple[str, ...] = field(default=("q_proj",), metadata={"help": "Modules."})
+        precision: str = field(default="auto", metadata={"help": "P.", "choices": ("auto", "fp32")})
+
+    values = config_inputs(Settings, key="t", choices={"dataset": ["a", "b"]}, primary=("name",))
+    st.session_state["values"] = values
+    st.session_state["config"] = Settings(**values)
+
+
+DEFAULTS = {
+    "dataset": None,
+    "name": "",
+    "steps": -1,
+    "learning_rate": 5e-5,
+    "epochs": 1.0,
+    "limit": None,
+    "lora": False,
+    "targets": ("q_proj",),
+    "precision": "auto",
+}
+
+
+def test_the_config_form_has_an_input_per_field_type_with_its_help():
+    """Defaults come back unchanged; optional fields start empty; tuples are one per line."""
+    at = AppTest.from_function(_settings_form).run()
+    no_errors(at)
+    assert at.session_state["values"] == DEFAULTS
+    assert at.selectbox(key="t_dataset").options == ["(none)", "a", "b"]
+    assert at.number_input(key="t_learning_rate").step == pytest.approx(1e-5)
+    assert at.number_input(key="t_epochs").step == 1.0  # a float step for a float field
+    assert at.number_input(key="t_limit").value is None
+    assert at.selectbox(key="t_precision").options == ["auto", "fp32"]
+    assert at.checkbox(key="t_lora").help == "LoRA."
+    assert [e.label for e in at.expander] == ["More settings"]
+    at.selectbox(key="t_dataset").set_value("b")
+    at.number_input(key="t_limit").set_value(7)
+    at.checkbox(key="t_lora").check()
+    at.text_area(key="t_targets").input("q_proj\nv_proj\n")
+    at.text_input(key="t_name").input("  run  ")
+    at.run()
+    no_errors(at)
+    assert at.session_state["values"] == DEFAULTS | {
+        "dataset": "b",
+        "name": "run",
+        "limit": 7,
+        "lora": True,
+        "targets": ("q_proj", "v_proj"),
+    }
+
+
+def test_an_annotator_cannot_open_the_page(ws):
+    with Store.open(ws) as store:
+        add_user(store, "boss", "curator", PASSWORD)
+        add_user(store, "ana", "annotator", PASSWORD)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[_USER_KEY] = "ana"
+    at.run()
+    no_errors(at)
+    assert any("This page is for curators" in e.value for e in at.error)
+    assert not at.dataframe and not at.button and not at.code
+    home = AppTest.from_file(HOME, default_timeout=60)
+    home.session_state[_USER_KEY] = "ana"
+    home.run()
+    with pytest.raises(ValueError):  # the menu does not offer it either
+        home.switch_page("views/jobs.py")
