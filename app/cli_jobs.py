@@ -128,19 +128,13 @@ def enqueue_and_report(
 ) -> int:
     """Queue a job, make sure a local worker will run it, and print its id."""
     from training import jobs
-    from training.worker import ensure_local_worker
+    from training.worker import auto_worker
 
     job_id = jobs.enqueue(store, kind, spec, max_retries=retries, created_by=_cli_user())
-    if store.workspace is not None and not _no_auto_worker():
-        ensure_local_worker(store.workspace)
+    if store.workspace is not None:
+        auto_worker(store.workspace)
     typer.echo(json.dumps({"job_id": job_id, "status": "queued"}) if as_json else job_id)
     return job_id
-
-
-def _no_auto_worker() -> bool:
-    import os
-
-    return bool(os.environ.get("CURATOR_NO_AUTO_WORKER"))
 
 
 def _launch(

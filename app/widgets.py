@@ -306,3 +306,21 @@ def metric_curves(rows: list[dict[str, Any]], *, key: str, series: str | None = 
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_layout(height=280 * ((len(names) + 1) // 2) + 60, margin={"t": 40})
     st.plotly_chart(fig, width="stretch", key=key)
+
+
+def launch_background(store: Store, kind: str, spec: dict[str, Any], what: str) -> int | None:
+    """Queue ``spec`` as a background job of ``kind``, make sure a worker takes it, and say where
+    to follow it; the job outlives this page (and a refresh)."""
+    from training import jobs
+    from training.worker import auto_worker
+
+    user = state.current_user()
+    try:
+        job_id = jobs.enqueue(store, kind, spec, created_by=user.name if user else None)
+        pid = auto_worker(store.workspace) if store.workspace else None
+    except CuratorError as exc:
+        error(exc)
+        return None
+    worker = f"worker pid {pid}" if pid else "no worker running: start `curator worker`"
+    st.success(f"Queued {what} as job {job_id} ({worker}); follow it on the Jobs page.")
+    return job_id

@@ -80,3 +80,30 @@ def test_running_a_judge_from_the_page_stores_its_labels(demo_ws, tiny_model):
             "SELECT count(*) FROM annotations WHERE annotator = 'tiny-judge' AND annotator_kind = 'lm'"
         ).fetchone()[0]
     assert n == 4
+
+
+def test_a_judge_run_in_the_background_is_queued_as_a_job_with_its_settings(
+    demo_ws, tiny_model, monkeypatch
+):
+    """Ticked "In the background": nothing is judged in the page; a judge job with the form's
+    settings is queued for the worker."""
+    from training import jobs
+
+    monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    at = _judge_page()
+    inputs = {w.label: w for w in at.text_input}
+    inputs["Model"].set_value(str(tiny_model))
+    inputs["Label name"].set_value("bg-judge")
+    [n for n in at.number_input if n.label == "Personas"][0].set_value(2)
+    at.checkbox(key="run_judge_background").check()
+    at.button(key="run_judge_submit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("as job 1" in s.value for s in at.success)
+    with Store.open(demo_ws) as store:
+        job = jobs.get_job(store, 1)
+        labelled = store.conn.execute(
+            "SELECT count(*) FROM annotations WHERE annotator = 'bg-judge'"
+        ).fetchone()[0]
+    assert (job.kind, job.status, labelled) == ("judge", "queued", 0)
+    assert job.spec["model"] == str(tiny_model) and job.spec["personas"] == 2
+    assert job.spec["dataset"] == "demo-prefs" and job.spec["limit"] == 20

@@ -183,6 +183,24 @@ def test_running_a_sweep_from_the_page_fits_and_shows_a_new_predictor(ws):
     assert any(f"Predictor {newest.id} (linear)" in c.value for c in at.caption)
 
 
+def test_a_sweep_run_in_the_background_is_queued_as_a_job(ws, monkeypatch):
+    from training import jobs
+
+    monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    at = route_page()
+    at.number_input(key="route_runs").set_value(7)
+    at.checkbox(key="route_sweep_background").check()
+    at.button(key="route_run_sweep").click().run()
+    no_errors(at)
+    with Store.open(ws) as store:
+        queued = jobs.list_jobs(store)
+        assert [s["runs"] for s in list_sweeps(store, "demo-prefs")] == [30]  # none ran here
+    assert [(j.kind, j.status) for j in queued] == [("sweep", "queued")]
+    assert queued[0].spec["config"]["runs"] == 7
+    assert queued[0].spec["dataset"] == "demo-prefs" and queued[0].spec["eval_dataset"]
+    assert any("a 7-run sweep as job" in s.value for s in at.success)
+
+
 def test_features_are_computed_from_the_page_and_errors_are_shown(ws):
     with Store.open(ws) as store:
         dataset = store.create_dataset("tiny", "preference")

@@ -28,6 +28,8 @@ from training.jobs import Job
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKER_PIDFILE = "worker.pid"
+# Set (to anything) where another worker takes the jobs, e.g. `curator worker --ray`, or in tests.
+NO_AUTO_WORKER_ENV = "CURATOR_NO_AUTO_WORKER"
 
 
 @dataclass
@@ -267,6 +269,14 @@ def ensure_local_worker(workspace: Workspace, *, idle_exit_s: float = 600.0) -> 
             )  # fmt: skip
         (workspace.dir("logs") / WORKER_PIDFILE).write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def auto_worker(workspace: Workspace) -> int | None:
+    """What the app and ``--background`` commands call after queueing work: the running worker,
+    or a newly started one, unless ``CURATOR_NO_AUTO_WORKER`` says jobs are left to another."""
+    if os.environ.get(NO_AUTO_WORKER_ENV):
+        return running_worker(workspace)
+    return ensure_local_worker(workspace)
 
 
 @contextlib.contextmanager

@@ -3,15 +3,12 @@
 A job is a row of the workspace's job table (:mod:`training.jobs`), run by a local worker
 (:mod:`training.worker`), so this page re-attaches to it after a refresh or a restart: everything
 shown is read back from the store, and the job in view is in the URL (``?job=N``). The page starts
-a worker when there is queued work and none runs; ``CURATOR_NO_AUTO_WORKER=1`` turns that off (for
-tests, or a workspace whose jobs another worker, such as ``curator worker --ray``, takes).
+a worker when there is queued work and none runs (:func:`training.worker.auto_worker`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import pandas as pd
 import streamlit as st
@@ -25,17 +22,14 @@ from training import jobs
 from training.config import TRAINER_KINDS, config_class
 from training.jobs import Job
 from training.runs import run_for_job
-from training.worker import ensure_local_worker, running_worker
+from training.worker import auto_worker, running_worker
 
-NO_AUTO_WORKER_ENV = "CURATOR_NO_AUTO_WORKER"
 REFRESH_S = 2.0
-WORKER_STARTUP_S = 30.0
 TRAINERS = {"reward": "Reward model", "sft": "SFT", "dpo": "DPO"}
 # Settings shown at once; the rest of a trainer's config folds into "More settings".
 PRIMARY = ("dataset", "mixture", "base_model", "name", "epochs", "max_steps", "learning_rate",
            "batch_size", "max_length")  # fmt: skip
 _SELECTED = "jobs_selected"
-_STARTED = "jobs_worker_started"  # (pid, time) of the worker this session started last
 _SHOW_NEXT = "jobs_show_next"  # a job just queued, to select on the next run
 
 
@@ -119,25 +113,11 @@ def _queued(workspace: Workspace, job_id: int, message: str) -> None:
 
 def _ensure_worker(workspace: Workspace) -> int | None:
     """Start the workspace's worker unless one runs (or the environment says not to)."""
-    pid = running_worker(workspace) or _just_started()
-    if pid or os.environ.get(NO_AUTO_WORKER_ENV):
-        return pid
     try:
-        pid = ensure_local_worker(workspace)
+        return auto_worker(workspace)
     except CuratorError as exc:
         widgets.error(exc)
         return None
-    st.session_state[_STARTED] = (pid, time.monotonic())
-    return pid
-
-
-def _just_started() -> int | None:
-    """The worker this session started moments ago, which may not have registered yet (its
-    pidfile is written once it runs): not a reason to start a second one."""
-    started = st.session_state.get(_STARTED)
-    if started and time.monotonic() - started[1] < WORKER_STARTUP_S:
-        return started[0]
-    return None
 
 
 # ---- following ------------------------------------------------------------------------------
@@ -149,7 +129,7 @@ def _jobs_section(store, user: User, polling: bool) -> None:
     if polling and all(j.finished for j in listed):
         st.rerun()  # the last job ended: redraw the page once and stop polling
     st.subheader("Jobs")
-    pid = running_worker(store.workspace) or _just_started()
+    pid = running_worker(store.workspace)
     st.caption(f"Worker: running (pid {pid})" if pid else "Worker: none running")
     if not listed:
         st.info("No jobs yet: launch one above, or run `curator train`.")

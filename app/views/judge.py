@@ -9,7 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import state
+from app import state, widgets
 from curation.agreement import judge_accuracy, load_labels
 from curation.errors import CuratorError
 from curation.queues import assign_escalations
@@ -54,6 +54,13 @@ def _run_judge_form() -> None:
         url = c4.text_input("Server URL (openai backend)", help=help_of["url"])
         limit = c5.number_input("Pairs to judge", 1, 100_000, 20)
         name = c6.text_input("Label name", help=help_of["name"])
+        c7, c8, c9 = st.columns(3)
+        personas = c7.number_input("Personas", 0, 16, 0, help=help_of["personas"])
+        shots = c8.number_input("Shots per persona", 1, 16, 3, help=help_of["persona_shots"])
+        background = c9.checkbox(
+            "In the background", key="run_judge_background",
+            help="Run as a job: it goes on after you leave this page.",
+        )  # fmt: skip
         if not st.form_submit_button("Run judge", key="run_judge_submit"):
             return
     try:
@@ -63,7 +70,13 @@ def _run_judge_form() -> None:
             model=model.strip() or None,
             template=template,
             url=url.strip() or None,
+            personas=int(personas),
+            persona_shots=int(shots),
         )
+        if background:
+            spec = judge.config() | {"dataset": dataset, "limit": int(limit)}
+            widgets.launch_background(store, "judge", spec, f"judge {judge.name}")
+            return
         bar = st.progress(0.0, text="loading the model")
         backend_obj = open_backend(judge, store.workspace)
         counts = judge_dataset(
@@ -86,7 +99,7 @@ def _run_judge_form() -> None:
 
 with st.expander("Run a judge on this dataset"):
     st.caption(
-        "Runs in this session; large runs belong in `curator judge`. The embedded SmolLM2 is a "
+        "Runs in this session, or as a background job. The embedded SmolLM2 is a "
         "code-path default, not a good judge: plug in a real model or server for real labels."
     )
     _run_judge_form()

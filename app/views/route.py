@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import state
+from app import state, widgets
 from curation.errors import CuratorError
 from curation.queues import assign_plan
 from curation.users import list_users
@@ -31,6 +31,7 @@ from routing.router import (
     save_plan,
 )
 from routing.sweeps import SweepConfig, list_sweeps, run_sweep
+from training.routing_jobs import sweep_spec
 
 CURVE_BUDGETS = [k / 10 for k in range(11)]
 TOP_FEATURES = 20
@@ -164,12 +165,20 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
         kind = c4.selectbox(
             "Predictor", PPM_KINDS, help="Fitted on the runs when they are done.", key="route_kind"
         )
+        background = st.checkbox(
+            "In the background", key="route_sweep_background",
+            help="Run as a job: it goes on after you leave this page.",
+        )  # fmt: skip
         submitted = st.form_submit_button(
             "Run sweep",
             disabled=eval_set is None or features is None,
             key="route_run_sweep",
         )
-    if submitted:
+    if submitted and background:
+        config = SweepConfig(runs=int(runs), sampler=sampler, seed=int(seed))
+        spec = sweep_spec(dataset, eval_set, config, ppm_kind=kind)
+        widgets.launch_background(store, "sweep", spec, f"a {int(runs)}-run sweep")
+    elif submitted:
         bar = st.progress(0.0, text="encoding the pairs and the eval set")
         try:
             sweep_id = run_sweep(
