@@ -11,8 +11,6 @@ import getpass
 import inspect
 import json
 import time
-import types
-import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,30 +41,18 @@ def _cli_user() -> str:
 # ---- options from a config dataclass --------------------------------------------------------
 
 
-def _option_type(hint: Any) -> tuple[Any, bool]:
-    """The type Typer should parse for a config field, and whether it is optional."""
-    optional = False
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
-    if typing.get_origin(hint) is tuple:
-        return list[str], True
-    return hint, optional
-
-
 def config_options(config_cls: type) -> list[inspect.Parameter]:
     """One ``--option`` per field of a config dataclass, with its help text and default."""
-    hints = typing.get_type_hints(config_cls)
+    from training.config import config_fields
+
     params = []
-    for f in dataclasses.fields(config_cls):
-        kind, optional = _option_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if isinstance(default, tuple):
-            default = list(default) or None
+    for f in config_fields(config_cls):
+        kind = list[str] if f.kind is tuple else f.kind
+        default = (list(f.default) or None) if isinstance(f.default, tuple) else f.default
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if kind is bool else [flag]
-        option = typer.Option(*decls, help=f.metadata.get("help", ""))
+        option = typer.Option(*decls, help=f.help)
+        optional = f.optional or f.kind is tuple
         annotation = Annotated[kind | None if optional else kind, option]
         params.append(
             inspect.Parameter(

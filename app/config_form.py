@@ -9,56 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import streamlit as st
 
+from training.config import ConfigField, config_fields
+
 NONE_CHOICE = "(none)"
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldInput:
-    """What the form needs to know about one config field."""
-
-    name: str
-    kind: type  # str, int, float, bool or tuple (of str)
-    optional: bool
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None  # options the field declares (metadata["choices"])
-
-
-def field_inputs(config_cls: type) -> list[FieldInput]:
-    """The fields of a config dataclass, their base types and defaults, in declaration order."""
-    hints = typing.get_type_hints(config_cls)
-    out = []
-    for f in dataclasses.fields(config_cls):
-        hint, optional = hints[f.name], False
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(hint) if a is not type(None)]
-            optional, hint = len(args) < len(typing.get_args(hint)), args[0]
-        kind = tuple if typing.get_origin(hint) is tuple else hint
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        declared = f.metadata.get("choices")
-        out.append(
-            FieldInput(
-                f.name,
-                kind,
-                optional,
-                default,
-                f.metadata.get("help", ""),
-                tuple(declared) if declared else None,
-            )
-        )
-    return out
 
 
 def _label(name: str) -> str:
@@ -73,7 +31,7 @@ def _step(default: float) -> float:
 
 
 def _field_widget(
-    spec: FieldInput, key: str, choices: Sequence[str] | None, format_choice: Any
+    spec: ConfigField, key: str, choices: Sequence[str] | None, format_choice: Any
 ) -> Any:
     label, help_text = _label(spec.name), spec.help or None
     if choices is not None:
@@ -127,13 +85,13 @@ def config_inputs(
     format_choice = format_choice or {}
     specs = [
         dataclasses.replace(s, default=defaults[s.name]) if defaults and s.name in defaults else s
-        for s in field_inputs(config_cls)
+        for s in config_fields(config_cls)
     ]
     first = [s for s in specs if s.name in primary] if primary else specs
     rest = [s for s in specs if s.name not in primary] if primary else []
     values: dict[str, Any] = {}
 
-    def grid(group: list[FieldInput]) -> None:
+    def grid(group: list[ConfigField]) -> None:
         cells = st.columns(columns)
         for i, spec in enumerate(group):
             with cells[i % columns]:
