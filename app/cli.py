@@ -319,6 +319,7 @@ COMMAND_MODULES = (
     "app.cli_calibrate",
     "app.cli_route",
     "app.cli_jobs",
+    "app.cli_mix",
 )
 
 

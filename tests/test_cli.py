@@ -53,6 +53,29 @@ def test_every_command_has_help(command):
     assert "Usage" in result.stdout
 
 
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):  # a group (typer ships its own click)
+            yield from _commands(command, (*path, name))
+
+
+def test_every_command_and_subcommand_says_what_it_does_and_the_readme_lists_it():
+    """Every registered command (train reward, jobs cancel, mix build, ...) has help text, and
+    each top-level command appears in the README, so a new command cannot ship undocumented."""
+    import typer.main
+
+    from app.cli import cli
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = list(_commands(typer.main.get_command(cli)))
+    assert {("train", "reward"), ("jobs", "cancel"), ("worker",)} <= {p for p, _ in commands}
+    for path, command in commands:
+        assert (command.help or "").strip(), f"curator {' '.join(path)} has no help"
+    undocumented = {p[0] for p, _ in commands if f"curator {p[0]}" not in readme}
+    assert not undocumented, f"not in the README: {sorted(undocumented)}"
+
+
 def test_import_then_stats_json_reports_the_contract_counts(tmp_path):
     ws = tmp_path / "ws"
     curator(

@@ -1,10 +1,11 @@
 """What each kind of job does, and what a running job may tell the store.
 
-A kind is a function ``run(ctx, spec) -> result`` registered under a name. The built-in kinds are
-the trainers (``reward``, ``sft``, ``dpo``), reward-model sweeps (``sweep``) and LM judging
-(``judge``). Modules named in ``CURATOR_JOB_PLUGINS`` (comma-separated, importable) may register
-more with :func:`register_kind`; the runner imports them before it looks a kind up, so a team's
-own job types run under the same queue, cancel and heartbeat rules.
+A kind is a function ``run(ctx, spec) -> result`` registered under a name. The built-in kinds
+are the trainers (``reward``, ``sft``, ``dpo``), reward-model sweeps (``sweep``), LM judging
+(``judge``) and mixture builds (``mix``). Modules named in ``CURATOR_JOB_PLUGINS``
+(comma-separated, importable) may register more with :func:`register_kind`; the runner imports
+them before it looks a kind up, so a team's own job types run under the same queue, cancel and
+heartbeat rules.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ _KINDS: dict[str, JobFn | str] = {
     "dpo": "training.dpo:run_job",
     "sweep": "training.routing_jobs:run_sweep_job",
     "judge": "training.routing_jobs:run_judge_job",
+    "mix": "curation.mixtures:run_build_job",
 }
 _plugins_loaded: set[str] = set()
 
