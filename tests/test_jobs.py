@@ -246,3 +246,11 @@ def test_the_app_starts_one_background_worker_that_runs_jobs_and_exits_when_idle
     _wait(lambda: not _alive(pid), 30)  # idle for 2 s: gone, and its pidfile with it
     assert running_worker(workspace) is None
     assert not (workspace.dir("logs") / "worker.pid").exists()
+
+
+def test_retrying_a_succeeded_job_starts_afresh_instead_of_resuming(store, plugin_env):
+    job_id = jobs.enqueue(store, "steps", {})
+    jobs.claim_next(store, "w")
+    jobs.set_checkpoint(store, job_id, "/old/checkpoint")
+    jobs.finish(store, job_id, "succeeded", result={})
+    assert jobs.get_job(store, jobs.retry(store, job_id)).checkpoint_path is None

@@ -286,8 +286,9 @@ def request_cancel(store: Store, job_id: int) -> Job:
 
 
 def retry(store: Store, job_id: int, *, created_by: str | None = None) -> int:
-    """Queue a finished job again as a new job with the same spec (the old one stays as history);
-    it resumes from the old job's last checkpoint when there is one."""
+    """Queue a finished job again as a new job with the same spec (the old one stays as history).
+    A failed or cancelled job's retry resumes from its last checkpoint; a succeeded one's starts
+    afresh (resuming would find nothing left to do)."""
     job = get_job(store, job_id)
     if not job.finished:
         raise CuratorError(f"job {job_id} is still {job.status}; cancel it first")
@@ -298,7 +299,7 @@ def retry(store: Store, job_id: int, *, created_by: str | None = None) -> int:
         spec,
         max_retries=job.max_retries,
         created_by=created_by or job.created_by,
-        checkpoint_path=job.checkpoint_path,
+        checkpoint_path=None if job.status == "succeeded" else job.checkpoint_path,
     )
 
 
