@@ -35,6 +35,9 @@ def build_cmd(
         bool,
         typer.Option("--new-version", help="Store a new version even if nothing changed."),
     ] = False,
+    background: Annotated[
+        bool, typer.Option("--background", help="Build as a background job; print its id.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a spec into a new mixture version and print its manifest (with the content hash)."""
@@ -42,6 +45,11 @@ def build_cmd(
 
     parsed = load_spec(spec)
     with _store(workspace, create=False) as store:
+        if background:
+            from app.cli_jobs import enqueue_and_report
+
+            enqueue_and_report(store, "mix", {"spec": parsed.to_dict()}, as_json=as_json)
+            return
         result = build_mixture(store, parsed, dry_run=dry_run, new_version=new_version)
     manifest = result.manifest
     if as_json:

@@ -101,6 +101,23 @@ def test_build_stores_a_version_and_compare_shows_what_changed(ws):
     assert composition.loc[0, "change"] == second["manifest"]["rows"] - first["manifest"]["rows"]
 
 
+def test_build_in_the_background_queues_a_mix_job_with_the_composed_spec(ws, monkeypatch):
+    from curation.mixtures import parse_spec
+    from training import jobs
+
+    monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    at = mix_page()
+    at.text_input(key="mix_name").set_value("later").run()
+    at.button(key="mix_build_background").click().run()
+    no_errors(at)
+    with Store.open(ws) as store:
+        (job,) = jobs.list_jobs(store)
+        assert store.conn.execute("SELECT count(*) FROM mixtures").fetchone()[0] == 0
+    assert (job.kind, job.status) == ("mix", "queued")
+    assert parse_spec(job.spec["spec"]).name == "later"
+    assert any(f"as job {job.id}" in s.value for s in at.success)
+
+
 def test_annotators_cannot_open_the_page(ws, cheap_password_hashing):
     with Store.open(ws) as store:
         add_user(store, "ann", "annotator", "a long enough password")

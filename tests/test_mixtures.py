@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from curation.demo import DemoConfig, build_demo
@@ -513,10 +512,8 @@ def test_a_build_job_builds_through_the_job_context(store, workspace):
 
 @pytest.fixture
 def cli():
-    from app.cli_mix import register
+    from app.cli import cli as app  # the real CLI, with every command module registered
 
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
 
     def run(*args: str):
@@ -573,3 +570,26 @@ def test_cli_decontam_reports_overlap_per_source_and_eval_set(store, workspace, 
     overlap = {(s["source"], s["eval_set"]): s["overlapping"] for s in report["sources"]}
     assert overlap == {("web", "evals"): 1, ("web", "held"): 1}
     assert report["flagged_sources"] == ["web"]
+
+
+def test_a_background_build_is_a_job_the_worker_runs_to_the_same_bytes(
+    demo, workspace, tmp_path, cli, monkeypatch
+):
+    """`mix build --background` queues a `mix` job; the worker's build writes the same content
+    as a build in the foreground."""
+    from training import jobs
+    from training.worker import Worker, WorkerConfig
+
+    monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    spec_file = tmp_path / "mix.yaml"
+    spec_file.write_text("name: bg\nsources: {demo-sft: 0.5}\n")
+    ws = str(workspace.root)
+    queued = cli("mix", "build", str(spec_file), "--workspace", ws, "--background", "--json")
+    assert queued.exit_code == 0, queued.output
+    job_id = json.loads(queued.output)["job_id"]
+    assert Worker(workspace, WorkerConfig(once=True)).run() == 1
+    job = jobs.get_job(demo, job_id)
+    assert job.status == "succeeded", job.error
+    assert job.result["mixture"] == "bg@1"
+    foreground = cli("mix", "build", str(spec_file), "--workspace", ws, "--dry-run", "--json")
+    assert json.loads(foreground.output)["content_hash"] == job.result["content_hash"]

@@ -170,7 +170,11 @@ def compose(datasets: list[dict]) -> None:
         st.code(parsed.to_yaml(), language="yaml")
         st.download_button("Download spec", parsed.to_yaml(), f"{parsed.name}.yaml", key="mix_dl")
 
-    check, build = st.columns(2)
+    check, build, background = st.columns(3)
+    if background.button("Build in the background", key="mix_build_background"):
+        widgets.launch_background(
+            store, "mix", {"spec": parsed.to_dict()}, f"mixture {parsed.name}"
+        )
     if check.button("Check dedup and decontamination", key="mix_check"):
         try:
             with st.spinner("Reading the sources…"):
