@@ -25,6 +25,7 @@ from training import jobs
 from training.ray_worker import RayWorker, RayWorkerConfig
 
 TESTS_DIR = Path(__file__).resolve().parent
+ROOT = TESTS_DIR.parent
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray not installed (the cluster extra)")
 RAY = Path(sys.executable).parent / "ray"
@@ -273,3 +274,29 @@ def test_stopped_worker_hands_its_jobs_back(ray_head, workspace, store, test_kin
     job = jobs.get_job(store, job_id)
     assert (job.status, job.ray_job_id) == ("running", None)
     assert jobs.reap_stale(store, stale_after_s=0) == [(job_id, "queued")]
+
+
+@pytest.mark.slow
+def test_a_new_worker_takes_over_the_ray_jobs_of_one_that_was_killed(
+    ray_head, workspace, store, test_kinds
+):
+    """A Ray worker SIGKILLed mid-job leaves its job running on the cluster; the next worker
+    adopts the row (no heartbeat for stale_after_s) and settles it when the Ray job ends."""
+    job_id = jobs.enqueue(store, "steps", {"steps": 6, "step_s": 0.5})
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--workspace", str(workspace.root),
+         "--ray", ray_head, "--poll", "0.2"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_for_runner(job_id, store)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert jobs.get_job(store, job_id).status == "running"
+    time.sleep(1.5)
+    successor = RayWorker(workspace, ray_head, _config(stale_after_s=1))
+    successor.run()
+    job = jobs.get_job(store, job_id)
+    assert (job.status, job.worker) == ("succeeded", successor.name)
+    assert "took over watching" in Path(job.log_path).read_text()

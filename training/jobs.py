@@ -186,6 +186,27 @@ def set_ray_job_id(store: Store, job_id: int, ray_job_id: str | None) -> None:
         store.conn.execute("UPDATE jobs SET ray_job_id = ? WHERE id = ?", (ray_job_id, job_id))
 
 
+def adopt_stale_ray_jobs(store: Store, worker: str, *, stale_after_s: float) -> list[Job]:
+    """Running jobs on Ray whose worker stopped heartbeating (it was killed): ``worker`` takes
+    them over and watches the Ray jobs to their end, since they may well still be running."""
+    with store.write():
+        ids = [
+            r[0]
+            for r in store.conn.execute(
+                "SELECT id FROM jobs WHERE status = 'running' AND ray_job_id IS NOT NULL "
+                "AND (julianday('now') - julianday(coalesce(heartbeat_at, started_at))) * 86400 "
+                "> ?",
+                (stale_after_s,),
+            )
+        ]
+        for job_id in ids:
+            store.conn.execute(
+                "UPDATE jobs SET worker = ?, heartbeat_at = ? WHERE id = ?",
+                (worker, _now(), job_id),
+            )
+    return [get_job(store, job_id) for job_id in ids]
+
+
 def heartbeat(store: Store, job_id: int, worker: str) -> bool:
     """Record that ``worker`` still runs the job; False when the job is no longer its to run."""
     with store.write():

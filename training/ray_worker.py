@@ -150,6 +150,7 @@ class RayWorker:
                 claimed_nothing = False
                 if not self._draining:
                     jobs.reap_stale(self.store, stale_after_s=self.config.stale_after_s)
+                    self._adopt()
                     while len(self.on_ray) < self.config.max_concurrent and not self._draining:
                         job = jobs.claim_next(self.store, self.name)
                         if job is None:
@@ -222,6 +223,21 @@ class RayWorker:
             log.write(f"--- attempt {job.attempts} by {self.name} on Ray {self.address} as "
                       f"{submission_id}\n")  # fmt: skip
         self.on_ray[job.id] = _OnRay(job=job, submission_id=submission_id, log_path=log_path)
+
+    def _adopt(self) -> None:
+        """Watch the Ray jobs of a worker that died: their rows end as the Ray jobs do."""
+        for job in jobs.adopt_stale_ray_jobs(
+            self.store, self.name, stale_after_s=self.config.stale_after_s
+        ):
+            log_path = Path(job.log_path or self.workspace.dir("logs") / f"job-{job.id}.log")
+            run = _OnRay(job=job, submission_id=job.ray_job_id or "", log_path=log_path)
+            try:  # what the old worker may already have copied is not copied again
+                run.logs = self.client.get_job_logs(run.submission_id)
+            except (OSError, RuntimeError):
+                run.logs = ""
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"\n--- {self.name} took over watching {run.submission_id}\n")
+            self.on_ray[job.id] = run
 
     def _poll(self, job_id: int) -> bool:
         """Look at one job on the cluster; True once it has ended and the row is settled."""
