@@ -79,6 +79,16 @@ def sweep_cmd(
         str, typer.Option(help="Predictor fitted after the sweep: lightgbm, linear, quadratic.")
     ] = "lightgbm",
     add_to: Annotated[int | None, typer.Option(help="Add the runs to this existing sweep.")] = None,
+    scorer: Annotated[
+        str,
+        typer.Option(
+            help="probe (fast, default) or reward_model (a full reward model a run; "
+            "needs --background)."
+        ),
+    ] = "probe",
+    reward_steps: Annotated[
+        int, typer.Option(help="reward_model: optimiser steps per run (-1: one epoch).")
+    ] = -1,
     background: Annotated[
         bool, typer.Option("--background", help="Run as a background job; print its id.")
     ] = False,
@@ -92,8 +102,14 @@ def sweep_cmd(
     if eval_set is None and add_to is None:
         raise _fail("name the eval set: --eval EVALSET (a RewardBench-format dataset)")
     config = SweepConfig(
-        runs=runs, sampler=sampler, seed=seed, labels=LabelConfig(slight=slight, judge=judge)
-    )
+        runs=runs,
+        sampler=sampler,
+        seed=seed,
+        scorer=scorer,
+        labels=LabelConfig(slight=slight, judge=judge),
+    ).validate()
+    if scorer != "probe" and not background:
+        raise _fail("a reward_model sweep trains a model per run: run it with --background")
     with _store(workspace, create=False) as store:
         if background:
             from app.cli_jobs import enqueue_and_report
@@ -101,7 +117,8 @@ def sweep_cmd(
 
             if add_to is not None:
                 raise _fail("--add-to runs in the foreground only")
-            spec = sweep_spec(dataset, eval_set or "", config, ppm_kind=kind)
+            reward = {"max_steps": reward_steps} if reward_steps > 0 else {}
+            spec = sweep_spec(dataset, eval_set or "", config, ppm_kind=kind, reward=reward)
             enqueue_and_report(store, "sweep", spec, as_json=as_json)
             return
         with progress_bar("sweep", "run", quiet=as_json) as progress:

@@ -56,7 +56,11 @@ class EncoderConfig:
         default=None, metadata={"help": "HF id or folder of a sentence encoder; default MiniLM."}
     )
     max_length: int = field(default=256, metadata={"help": "Tokens kept per text."})
-    batch_size: int = field(default=64, metadata={"help": "Texts per forward pass."})
+    # 16 measured ~20% faster than 64 on 2 CPU cores (smaller activations stay in cache; texts
+    # are sorted by length, so padding is small either way). Raise it on a GPU.
+    batch_size: int = field(
+        default=16, metadata={"help": "Texts per forward pass (raise it on a GPU)."}
+    )
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or auto."})
 
 

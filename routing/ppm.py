@@ -311,14 +311,19 @@ class PerformancePredictor:
         return cls(meta["kind"], list(meta["names"]), model)
 
 
+def min_runs(config: PPMConfig) -> int:
+    """The fewest sweep runs a predictor is fitted on (one per fold, and never under five)."""
+    return max(config.folds, 5)
+
+
 def fit_predictor(
     x: np.ndarray, y: np.ndarray, names: Sequence[str], config: PPMConfig | None = None
 ) -> PerformancePredictor:
     """Fit on all runs, with cross-validated metrics, a learning curve and importances."""
     config = (config or PPMConfig()).validate()
-    if len(y) < max(config.folds, 5):
+    if len(y) < min_runs(config):
         raise CuratorError(
-            f"{len(y)} sweep runs are too few to fit a predictor (at least {max(config.folds, 5)})"
+            f"{len(y)} sweep runs are too few to fit a predictor (at least {min_runs(config)})"
         )
     predictor = PerformancePredictor(config.kind, list(names), make_regressor(config).fit(x, y))
     predictor.metrics = {

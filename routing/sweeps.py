@@ -24,6 +24,7 @@ from routing.features import FeatureMatrix
 from routing.reward_probe import PairDesign, ProbeConfig, evaluate_probe, train_probe
 from routing.splits import SAMPLERS, LabelConfig, SplitLabels, sample_split, split_vector
 
+SCORERS = ("probe", "reward_model")
 # (runs done, runs asked for)
 Progress = Callable[[int, int], None]
 
@@ -42,6 +43,12 @@ class SweepConfig:
     min_budget: float = field(default=0.0, metadata={"help": "Smallest human share drawn."})
     max_budget: float = field(default=1.0, metadata={"help": "Largest human share drawn."})
     seed: int = field(default=0, metadata={"help": "Seed of the split draws."})
+    scorer: str = field(
+        default="probe",
+        metadata={"help": "probe (a Bradley-Terry probe on frozen embeddings: seconds a run), or "
+                          "reward_model (a full reward model a run: minutes on CPU, for GPUs; "
+                          "runs as a background job)."},
+    )  # fmt: skip
     labels: LabelConfig = field(default_factory=LabelConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -51,6 +58,8 @@ class SweepConfig:
             raise CuratorError("a sweep needs at least one run")
         if self.sampler not in (*SAMPLERS, "mixed"):
             raise CuratorError(f"sampler must be grouped, uniform or mixed, not {self.sampler!r}")
+        if self.scorer not in SCORERS:
+            raise CuratorError(f"scorer must be one of {', '.join(SCORERS)}, not {self.scorer!r}")
         if not 0 <= self.min_budget <= self.max_budget <= 1:
             raise CuratorError("budgets must satisfy 0 <= min_budget <= max_budget <= 1")
         self.labels.validate()
@@ -178,6 +187,11 @@ def run_sweep(
     else:
         done_before = 0
     config = (config or SweepConfig()).validate()
+    if data is None and config.scorer != "probe":
+        raise CuratorError(
+            "sweeps that train a full reward model per run are background jobs: "
+            "`curator sweep ... --scorer reward_model --background`"
+        )
     data = data or SweepData.load(
         store, dataset, eval_dataset, labels=config.labels, encoder=config.encoder
     )

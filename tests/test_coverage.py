@@ -157,13 +157,10 @@ def test_umap_map_of_the_real_safety_sets_through_the_cli(shared_data, workspace
     the command writes."""
     import json
 
-    import typer
     from typer.testing import CliRunner
 
-    from app.cli_mix import register
+    from app.cli import cli as app
 
-    app = typer.Typer()
-    register(app)
     files = [
         shared_data / "harmbench" / "harmbench_behaviors_text_all.csv",
         shared_data / "xstest" / "xstest_prompts.csv",

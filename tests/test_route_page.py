@@ -189,6 +189,9 @@ def test_a_sweep_run_in_the_background_is_queued_as_a_job(ws, monkeypatch):
     monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
     at = route_page()
     at.number_input(key="route_runs").set_value(7)
+    at.selectbox(key="route_scorer").set_value("reward_model")
+    at.button(key="route_run_sweep").click().run()
+    assert any("In the background" in e.value for e in at.error)  # a model a run: not here
     at.checkbox(key="route_sweep_background").check()
     at.button(key="route_run_sweep").click().run()
     no_errors(at)
@@ -197,6 +200,7 @@ def test_a_sweep_run_in_the_background_is_queued_as_a_job(ws, monkeypatch):
         assert [s["runs"] for s in list_sweeps(store, "demo-prefs")] == [30]  # none ran here
     assert [(j.kind, j.status) for j in queued] == [("sweep", "queued")]
     assert queued[0].spec["config"]["runs"] == 7
+    assert queued[0].spec["config"]["scorer"] == "reward_model"
     assert queued[0].spec["dataset"] == "demo-prefs" and queued[0].spec["eval_dataset"]
     assert any("a 7-run sweep as job" in s.value for s in at.success)
 

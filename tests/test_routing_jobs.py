@@ -46,7 +46,7 @@ def ws(featured, tmp_path, monkeypatch) -> Workspace:
     return Workspace(root)
 
 
-def test_sweep_cli_in_the_background_queues_a_job_the_worker_runs(ws):
+def test_sweep_cli_in_the_background_queues_a_sweep_job_with_its_settings(ws):
     result = CliRunner().invoke(
         cli,
         ["sweep", "demo-prefs", "--eval", "demo-eval", "--runs", "8", "--kind", "linear",
@@ -54,14 +54,11 @@ def test_sweep_cli_in_the_background_queues_a_job_the_worker_runs(ws):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     job_id = json.loads(result.output)["job_id"]
-    assert Worker(ws, WorkerConfig(once=True)).run() == 1
     with Store.open(ws) as store:
         job = jobs.get_job(store, job_id)
-        assert job.status == "succeeded", job.error
-        assert job.result["runs"] == 8
-        assert sweep_info(store, job.result["sweep_id"])["runs"] == 8
-        names = {m["name"] for m in jobs.job_metrics(store, job_id)}
-    assert names == {"ppm_r2", "ppm_spearman"}
+    assert (job.kind, job.status, job.spec["ppm_kind"]) == ("sweep", "queued", "linear")
+    assert (job.spec["dataset"], job.spec["eval_dataset"]) == ("demo-prefs", "demo-eval")
+    assert job.spec["config"]["runs"] == 8 and job.spec["config"]["scorer"] == "probe"
 
 
 def test_a_cancelled_sweep_stops_between_runs_and_a_retry_continues_it(ws):
@@ -79,12 +76,15 @@ def test_a_cancelled_sweep_stops_between_runs_and_a_retry_continues_it(ws):
         ]
         assert sweep_info(store, sweep_id)["runs"] == 0  # asked to stop before the first run
         retry_id = jobs.retry(store, job_id)
-    Worker(ws, WorkerConfig(once=True)).run()
+    assert Worker(ws, WorkerConfig(once=True)).run() == 1
     with Store.open(ws) as store:
         retried = jobs.get_job(store, retry_id)
         assert retried.status == "succeeded", retried.error
         assert retried.result["sweep_id"] == sweep_id
         assert sweep_info(store, sweep_id)["runs"] == 6
+        assert retried.result["ppm_id"] is not None  # six runs: the predictor is fitted
+        names = {m["name"] for m in jobs.job_metrics(store, retry_id)}
+    assert names == {"ppm_r2", "ppm_spearman"}
 
 
 def test_judge_cli_in_the_background_labels_pairs_in_a_worker(ws, tiny_model):
@@ -105,3 +105,41 @@ def test_judge_cli_in_the_background_labels_pairs_in_a_worker(ws, tiny_model):
         ).fetchone()[0]
     assert n == 4
     assert os.environ["CURATOR_NO_AUTO_WORKER"] == "1"
+
+
+def test_a_reward_model_sweep_trains_a_real_reward_model_per_run(ws):
+    """`--scorer reward_model`: each run trains MiniLM with TRL's RewardTrainer on the split's
+    labels and scores it on the eval set; the runs then feed the predictor like probe runs."""
+    refused = CliRunner().invoke(
+        cli, ["sweep", "demo-prefs", "--eval", "demo-eval", "--scorer", "reward_model",
+              "--workspace", str(ws.root)],
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "--background" in refused.output
+    result = CliRunner().invoke(
+        cli,
+        ["sweep", "demo-prefs", "--eval", "demo-eval", "--runs", "2", "--scorer", "reward_model",
+         "--reward-steps", "1", "--background", "--json", "--workspace", str(ws.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(result.output)["job_id"]
+    with Store.open(ws) as store:  # short texts keep the test quick; the CLI gave the rest
+        spec = jobs.get_job(store, job_id).spec
+        assert spec["reward"] == {"max_steps": 1}
+        with store.write():
+            store.conn.execute(
+                "UPDATE jobs SET spec = ? WHERE id = ?",
+                (json.dumps(spec | {"reward": {"max_steps": 1, "max_length": 48}}), job_id),
+            )
+    Worker(ws, WorkerConfig(once=True)).run()
+    with Store.open(ws) as store:
+        job = jobs.get_job(store, job_id)
+        assert job.status == "succeeded", (job.error, jobs.log_tail(job))
+        assert job.result["ppm_id"] is None and "too few" in job.result["note"]
+        info = sweep_info(store, job.result["sweep_id"])
+        assert info["runs"] == 2 and info["config"]["scorer"] == "reward_model"
+        rows = store.conn.execute(
+            "SELECT score, details FROM sweep_runs WHERE sweep_id = ?", (info["id"],)
+        ).fetchall()
+    assert all(0.0 <= r["score"] <= 1.0 for r in rows)
+    assert all(json.loads(r["details"])["n_train"] > 0 for r in rows)
+    assert all(json.loads(r["details"])["categories"] for r in rows)

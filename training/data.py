@@ -252,7 +252,8 @@ def _mixture_record(name: str, line: int, record: dict[str, Any]) -> tuple[str, 
 # ---- examples --------------------------------------------------------------------------------
 
 
-def _pair(instance: Instance, winner: int, **extra: Any) -> PreferencePair:
+def as_pair(instance: Instance, winner: int, **extra: Any) -> PreferencePair:
+    """A pair as chosen/rejected from its two responses and a winner (negative: A)."""
     a, b = instance.response_a or "", instance.response_b or ""
     chosen, rejected = (a, b) if winner < 0 else (b, a)
     return PreferencePair(_turns(prompt_turns(instance)), chosen, rejected, **extra)
@@ -294,7 +295,7 @@ def preference_pairs(
                     f"mixture {mixture!r} holds conversations, not preference pairs "
                     "(train SFT on it, or build a preference mixture)"
                 )
-            pairs.append(_pair(instance, winner, label_source="mixture"))
+            pairs.append(as_pair(instance, winner, label_source="mixture"))
             by_source["mixture"] += 1
         stats = {"mixture": mixture, "records": len(pairs)}
     else:
@@ -316,7 +317,7 @@ def preference_pairs(
                 dropped["missing a response"] += 1
                 continue
             winner, source = winners[instance_id]
-            pairs.append(_pair(instance, winner, instance_id=instance_id, label_source=source))
+            pairs.append(as_pair(instance, winner, instance_id=instance_id, label_source=source))
             by_source[source] += 1
         stats = {"dataset": dataset, "labels": labels, "judge": judge, "instances": total}
     if not pairs:
@@ -349,7 +350,7 @@ def chat_examples(
             if form == "chat":
                 example = _chat(instance, None)
             else:
-                example = _chat(instance, _pair(instance, winner).chosen)
+                example = _chat(instance, as_pair(instance, winner).chosen)
             if example is None:
                 dropped["no assistant reply"] += 1
                 continue
@@ -373,7 +374,7 @@ def chat_examples(
             if kind == "sft":
                 example = _chat(instance, None, instance_id=instance_id)
             elif instance_id in winners:
-                pair = _pair(instance, winners[instance_id][0])
+                pair = as_pair(instance, winners[instance_id][0])
                 example = _chat(instance, pair.chosen, instance_id=instance_id)
             elif instance.response_a and not instance.response_b:
                 example = _chat(instance, instance.response_a, instance_id=instance_id)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from curation.errors import CuratorError
 from training.config import TrainConfig
 from training.data import LABELS_HELP, PreferencePair, parse_labels
 from training.trainer_base import chat_ids, conversation_text, keep_end
@@ -205,13 +206,63 @@ def pair_dataset(tokenizer: Any, pairs: Sequence[PreferencePair], max_length: in
     )
 
 
+def load_reward_base(config: RewardTrainConfig, workspace: Any, precision: Any) -> tuple:
+    """The base model with a one-logit head, its tokenizer, the usable max length and the base
+    model's name."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training import trainer_base as base
+
+    path, base_name = base.resolve_base_model("reward", config.base_model, workspace)
+    tokenizer = base.load_pretrained(AutoTokenizer, path, "base model's tokenizer")
+    model = base.load_pretrained(
+        AutoModelForSequenceClassification,
+        path,
+        "base model",
+        num_labels=1,
+        dtype=precision.weights_dtype(config.lora),
+    )
+    if tokenizer.pad_token is None:  # decoder models often have none; TRL pads with it
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, model_max_length(tokenizer, model, config.max_length), base_name
+
+
+def train_reward_scorer(
+    workspace: Any, config: RewardTrainConfig, pairs: Sequence[PreferencePair], scratch: Path
+) -> RewardScorer:
+    """Train a reward model on ``pairs`` and return its scorer, keeping nothing on disk (no
+    checkpoint, saved weights or run record): what a sweep needs for each of its many splits."""
+    from trl import RewardConfig, RewardTrainer
+
+    from training import trainer_base as base
+
+    if not pairs:
+        raise CuratorError("no labelled pairs to train a reward model on")
+    precision = base.prepare_run(config)
+    model, tokenizer, max_length, _ = load_reward_base(config, workspace, precision)
+    arguments = base.trainer_arguments(
+        config, precision, scratch, max_length=max_length,
+        center_rewards_coefficient=config.center_rewards,
+    ) | {"save_strategy": "no", "logging_strategy": "no"}  # fmt: skip
+    trainer = RewardTrainer(
+        model=model,
+        args=RewardConfig(**arguments),
+        train_dataset=pair_dataset(tokenizer, pairs, max_length),
+        processing_class=tokenizer,
+        peft_config=base.lora_config(config, "SEQ_CLS"),
+    )
+    trainer.train()
+    return RewardScorer(
+        trainer.model, tokenizer, max_length=max_length, batch_size=max(config.batch_size, 32)
+    )
+
+
 def train_reward(ctx: Any, config: RewardTrainConfig) -> dict[str, Any]:
     """Train, evaluate, save and record a reward model; returns the job result.
 
     ``ctx`` is a :class:`training.kinds.JobContext` or a :class:`training.trainer_base.LocalContext`.
     Evaluation: accuracy on the held-out pairs and, with ``eval_set``, the RewardBench score.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
     from training import trainer_base as base
@@ -226,18 +277,7 @@ def train_reward(ctx: Any, config: RewardTrainConfig) -> dict[str, Any]:
 
         EvalSet.load(ctx.store, config.eval_set)  # a wrong eval set fails now, not after training
     precision = base.prepare_run(config)
-    path, base_name = base.resolve_base_model("reward", config.base_model, ctx.workspace)
-    tokenizer = base.load_pretrained(AutoTokenizer, path, "base model's tokenizer")
-    model = base.load_pretrained(
-        AutoModelForSequenceClassification,
-        path,
-        "base model",
-        num_labels=1,
-        dtype=precision.weights_dtype(config.lora),
-    )
-    if tokenizer.pad_token is None:  # decoder models often have none; TRL pads with it
-        tokenizer.pad_token = tokenizer.eos_token
-    max_length = model_max_length(tokenizer, model, config.max_length)
+    model, tokenizer, max_length, base_name = load_reward_base(config, ctx.workspace, precision)
     ctx.progress(0.02, f"tokenising {len(data.train)} pairs")
     train_set = pair_dataset(tokenizer, data.train, max_length)
     args = RewardConfig(

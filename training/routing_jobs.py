@@ -8,6 +8,7 @@ missing), and a judge skips the pairs it has labelled.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,75 @@ def _stopper(ctx: JobContext):
 
 
 def sweep_spec(
-    dataset: str, eval_dataset: str, config: Any, *, ppm_kind: str = "lightgbm"
+    dataset: str,
+    eval_dataset: str,
+    config: Any,
+    *,
+    ppm_kind: str = "lightgbm",
+    reward: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The spec of a sweep job (``config`` is a :class:`routing.sweeps.SweepConfig`)."""
+    """The spec of a sweep job (``config`` is a :class:`routing.sweeps.SweepConfig`; ``reward``
+    holds :class:`training.reward.RewardTrainConfig` settings for ``scorer="reward_model"``)."""
     return {
         "dataset": dataset,
         "eval_dataset": eval_dataset,
         "config": config.validate().to_dict(),
         "ppm_kind": ppm_kind,
+        "reward": reward or {},
     }
+
+
+@dataclass
+class RewardModelSweepData:
+    """A sweep's data when each run trains a full reward model (TRL ``RewardTrainer``, default
+    base MiniLM) on its split and scores it on the eval set, instead of the frozen-embedding
+    probe: :func:`routing.sweeps.run_sweep` calls :meth:`score` once per run."""
+
+    features: Any
+    labels: Any
+    instances: list[Any]
+    store: Any
+    workspace: Any
+    eval_dataset: str
+    config: Any
+    scratch: Path
+
+    @classmethod
+    def load(cls, ctx: JobContext, dataset: str, eval_dataset: str, sweep: Any,
+             reward: dict[str, Any]) -> RewardModelSweepData:  # fmt: skip
+        from curation.evalsets import EvalSet
+        from routing.features import FeatureMatrix
+        from routing.splits import SplitLabels
+        from training.reward import RewardTrainConfig
+
+        features = FeatureMatrix.load(ctx.store, dataset)
+        labels = SplitLabels.load(ctx.store, dataset, sweep.labels)
+        labels.require_both()
+        EvalSet.load(ctx.store, eval_dataset)  # a wrong eval set fails before any training
+        by_id = dict(ctx.store.iter_instances(dataset))
+        instances = [by_id[int(i)] for i in labels.instance_ids]
+        config = RewardTrainConfig.from_spec({"dataset": dataset, **reward})
+        return cls(features, labels, instances, ctx.store, ctx.workspace, eval_dataset, config,
+                   ctx.run_dir / "scratch")  # fmt: skip
+
+    def score(self, human_mask: Any, probe: Any = None, rows: Any = None) -> tuple[Any, int]:
+        from curation.evalsets import EvalScore
+        from training.data import as_pair
+        from training.evaluate import evaluate_reward_model
+        from training.reward import train_reward_scorer
+
+        labels = self.labels.for_split(human_mask)
+        keep = range(len(labels)) if rows is None else rows
+        pairs = [as_pair(self.instances[k], int(labels[k])) for k in keep if labels[k] != 0]
+        scorer = train_reward_scorer(self.workspace, self.config, pairs, self.scratch)
+        result = evaluate_reward_model(self.store, scorer, self.eval_dataset)
+        score = EvalScore(result["overall"], result["categories"], result["subsets"], result["n"])
+        return score, len(pairs)
 
 
 def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     """Train and score ``config.runs`` probes, then fit the performance predictor."""
-    from routing.ppm import PPMConfig, train_ppm
+    from routing.ppm import PPMConfig, min_runs, train_ppm
     from routing.sweeps import SweepConfig, create_sweep, run_sweep, sweep_info
 
     try:
@@ -60,23 +116,32 @@ def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     if missing > 0:
         remaining = SweepConfig.from_dict(config.to_dict())
         remaining.runs = missing
+        data = None
+        if config.scorer == "reward_model":
+            data = RewardModelSweepData.load(ctx, dataset, eval_dataset, config,
+                                             spec.get("reward", {}))  # fmt: skip
         run_sweep(
             store,
             dataset,
             eval_dataset,
             remaining,
             sweep_id=sweep_id,
+            data=data,
             progress=_stopper(ctx),
             should_stop=ctx.should_stop,
         )
     if ctx.should_stop():
         raise JobCancelled
+    runs = sweep_info(store, sweep_id)["runs"]
+    ppm_config = PPMConfig(kind=spec.get("ppm_kind", "lightgbm"))
+    if runs < min_runs(ppm_config):  # the runs are kept; more can be added to the sweep later
+        return {"sweep_id": sweep_id, "runs": runs, "ppm_id": None,
+                "note": f"{runs} runs are too few to fit a predictor ({min_runs(ppm_config)})"}  # fmt: skip
     ctx.progress(1.0, "fitting the performance predictor")
-    predictor = train_ppm(store, sweep_id, PPMConfig(kind=spec.get("ppm_kind", "lightgbm")))
+    predictor = train_ppm(store, sweep_id, ppm_config)
     cv = predictor.metrics["cv"]
-    ctx.metrics(sweep_info(store, sweep_id)["runs"], ppm_r2=cv["r2"], ppm_spearman=cv["spearman"])
-    return {"sweep_id": sweep_id, "runs": sweep_info(store, sweep_id)["runs"],
-            "ppm_id": predictor.id, "cv": cv}  # fmt: skip
+    ctx.metrics(runs, ppm_r2=cv["r2"], ppm_spearman=cv["spearman"])
+    return {"sweep_id": sweep_id, "runs": runs, "ppm_id": predictor.id, "cv": cv}
 
 
 def run_judge_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:

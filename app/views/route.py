@@ -30,7 +30,7 @@ from routing.router import (
     route,
     save_plan,
 )
-from routing.sweeps import SweepConfig, list_sweeps, run_sweep
+from routing.sweeps import SCORERS, SweepConfig, list_sweeps, run_sweep
 from training.routing_jobs import sweep_spec
 
 CURVE_BUDGETS = [k / 10 for k in range(11)]
@@ -165,7 +165,11 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
         kind = c4.selectbox(
             "Predictor", PPM_KINDS, help="Fitted on the runs when they are done.", key="route_kind"
         )
-        background = st.checkbox(
+        c5, c6 = st.columns(2)
+        scorer = c5.selectbox(
+            "Scorer", SCORERS, help=fields["scorer"].metadata["help"], key="route_scorer"
+        )
+        background = c6.checkbox(
             "In the background", key="route_sweep_background",
             help="Run as a job: it goes on after you leave this page.",
         )  # fmt: skip
@@ -174,8 +178,10 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
             disabled=eval_set is None or features is None,
             key="route_run_sweep",
         )
-    if submitted and background:
-        config = SweepConfig(runs=int(runs), sampler=sampler, seed=int(seed))
+    if submitted and scorer != "probe" and not background:
+        st.error("A reward_model sweep trains a model per run: tick 'In the background'.")
+    elif submitted and background:
+        config = SweepConfig(runs=int(runs), sampler=sampler, seed=int(seed), scorer=scorer)
         spec = sweep_spec(dataset, eval_set, config, ppm_kind=kind)
         widgets.launch_background(store, "sweep", spec, f"a {int(runs)}-run sweep")
     elif submitted:
