@@ -73,8 +73,9 @@ def _train_command(kind: str) -> Any:
         wait = values.pop("wait")
         as_json = values.pop("as_json")
         fields = {f.name for f in dataclasses.fields(config_cls)}
+        given = {k: v for k, v in values.items() if k in fields and v is not None}
         config = config_cls(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields}
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
         ).validate()
         _launch(kind, config, workspace, retries=retries, wait=wait, as_json=as_json)
 
@@ -322,10 +323,7 @@ def register(cli: typer.Typer) -> None:
     from training.config import TRAINER_KINDS
 
     for kind in TRAINER_KINDS:
-        try:
-            train_app.command(kind)(_train_command(kind))
-        except (ImportError, AttributeError):  # a trainer module not there yet
-            continue
+        train_app.command(kind)(_train_command(kind))
     cli.add_typer(train_app, name="train")
     cli.command("worker")(worker_cmd)
     cli.add_typer(jobs_app, name="jobs")

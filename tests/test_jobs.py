@@ -254,3 +254,44 @@ def test_retrying_a_succeeded_job_starts_afresh_instead_of_resuming(store, plugi
     jobs.set_checkpoint(store, job_id, "/old/checkpoint")
     jobs.finish(store, job_id, "succeeded", result={})
     assert jobs.get_job(store, jobs.retry(store, job_id)).checkpoint_path is None
+
+
+def test_the_cli_contract_train_enqueues_and_jobs_show_json_reports_status_and_metrics(
+    store, workspace, plugin_env, monkeypatch
+):
+    """`curator train reward` queues the config's spec and prints the id; `jobs show --json` has
+    status, metrics and evaluation; cancel, retry and list work by id."""
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from curation.records import Instance
+    from training.reward import RewardTrainConfig
+
+    monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
+    dataset = store.create_dataset("prefs", "preference")
+    store.insert_instances(
+        dataset["id"], [Instance(prompt="q", uid="q1", response_a="a", response_b="b")]
+    )
+    ws = ["--workspace", str(workspace.root)]
+    run = CliRunner().invoke
+    queued = run(cli, ["train", "reward", "--dataset", "prefs", "--max-steps", "2", "--lora", *ws])
+    assert queued.exit_code == 0, queued.output
+    job = jobs.get_job(store, int(queued.output.strip()))
+    expected = RewardTrainConfig(dataset="prefs", max_steps=2, lora=True).to_spec()
+    assert (job.kind, job.status, job.spec) == ("reward", "queued", expected)
+    assert job.created_by.startswith("cli")
+    typo = run(cli, ["train", "sft", "--dataset", "nope", *ws])
+    assert isinstance(typo.exception, CuratorError) and "nope" in str(typo.exception)
+    assert len(jobs.list_jobs(store)) == 1
+
+    assert "cancelled" in run(cli, ["jobs", "cancel", str(job.id), *ws]).output
+    steps = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 0.01})
+    Worker(workspace, WorkerConfig(once=True)).run()
+    shown = json.loads(run(cli, ["jobs", "show", str(steps), "--json", *ws]).output)
+    assert shown["status"] == "succeeded" and shown["result"]["steps"] == 2
+    assert [m["name"] for m in shown["metrics"]] == ["loss", "loss"]
+    assert shown["evaluation"] is None and shown["run_id"] is None  # not a training job
+    retried = int(run(cli, ["jobs", "retry", str(job.id), *ws]).output.strip())
+    listed = json.loads(run(cli, ["jobs", "list", "--json", *ws]).output)
+    assert [j["id"] for j in listed] == [retried, steps, job.id]
+    assert listed[0]["spec"] == expected | {"retry_of": job.id}
