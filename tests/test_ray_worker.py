@@ -281,8 +281,9 @@ def test_a_new_worker_takes_over_the_ray_jobs_of_one_that_was_killed(
     ray_head, workspace, store, test_kinds
 ):
     """A Ray worker SIGKILLed mid-job leaves its job running on the cluster; the next worker
-    adopts the row (no heartbeat for stale_after_s) and settles it when the Ray job ends."""
-    job_id = jobs.enqueue(store, "steps", {"steps": 6, "step_s": 0.5})
+    adopts the row (no heartbeat for stale_after_s) and watches it: here it carries out a cancel,
+    which only the worker watching the Ray job can."""
+    job_id = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 60})
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker", "--workspace", str(workspace.root),
          "--ray", ray_head, "--poll", "0.2"],
@@ -293,10 +294,19 @@ def test_a_new_worker_takes_over_the_ray_jobs_of_one_that_was_killed(
     finally:
         worker.kill()
         worker.wait()
-    assert jobs.get_job(store, job_id).status == "running"
+    ray_job_id = jobs.get_job(store, job_id).ray_job_id
     time.sleep(1.5)
     successor = RayWorker(workspace, ray_head, _config(stale_after_s=1))
-    successor.run()
+    thread = threading.Thread(target=successor.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while jobs.get_job(store, job_id).worker != successor.name:
+        assert time.monotonic() < deadline, "the job was not adopted"
+        time.sleep(0.2)
+    jobs.request_cancel(store, job_id)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
     job = jobs.get_job(store, job_id)
-    assert (job.status, job.worker) == ("succeeded", successor.name)
+    assert (job.status, job.worker) == ("cancelled", successor.name)
+    assert _ray_status(ray_head, ray_job_id) == "STOPPED"
     assert "took over watching" in Path(job.log_path).read_text()

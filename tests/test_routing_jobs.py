@@ -117,7 +117,7 @@ def test_a_reward_model_sweep_trains_a_real_reward_model_per_run(ws):
     assert refused.exit_code != 0 and "--background" in refused.output
     result = CliRunner().invoke(
         cli,
-        ["sweep", "demo-prefs", "--eval", "demo-eval", "--runs", "2", "--scorer", "reward_model",
+        ["sweep", "demo-prefs", "--eval", "demo-eval", "--runs", "1", "--scorer", "reward_model",
          "--reward-steps", "1", "--background", "--json", "--workspace", str(ws.root)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -136,7 +136,7 @@ def test_a_reward_model_sweep_trains_a_real_reward_model_per_run(ws):
         assert job.status == "succeeded", (job.error, jobs.log_tail(job))
         assert job.result["ppm_id"] is None and "too few" in job.result["note"]
         info = sweep_info(store, job.result["sweep_id"])
-        assert info["runs"] == 2 and info["config"]["scorer"] == "reward_model"
+        assert info["runs"] == 1 and info["config"]["scorer"] == "reward_model"
         rows = store.conn.execute(
             "SELECT score, details FROM sweep_runs WHERE sweep_id = ?", (info["id"],)
         ).fetchall()
