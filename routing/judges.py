@@ -397,6 +397,26 @@ def judged_instance_ids(store: Store, dataset: str, judge_name: str) -> set[int]
     return {r[0] for r in rows}
 
 
+def pairs_to_judge(
+    store: Store, dataset: str, judge_name: str, limit: int | None = None
+) -> tuple[set[int], list[tuple[int, Instance]], int]:
+    """What a judge run has left: the ids it already labelled, up to ``limit`` pairs still to
+    label (both responses present), and how many pairs lack a response."""
+    done = judged_instance_ids(store, dataset, judge_name)
+    todo: list[tuple[int, Instance]] = []
+    incomplete = 0
+    for instance_id, instance in store.iter_instances(dataset):
+        if instance_id in done:
+            continue
+        if not instance.response_a or not instance.response_b:
+            incomplete += 1
+            continue
+        todo.append((instance_id, instance))
+        if limit is not None and len(todo) >= limit:
+            break
+    return done, todo, incomplete
+
+
 def _score(backend: Backend, prompts: list[str]) -> tuple[list[float | None], list[str | None]]:
     """P("A") per prompt where the backend gives log-probs, else the parsed letter."""
     probs: list[float | None] = [None] * len(prompts)
@@ -498,18 +518,7 @@ def judge_dataset(
     template_hash = template.hash(judge.aspects)
     register_judge(store, judge, template, backend.model_id)
 
-    done = judged_instance_ids(store, dataset, judge.name)
-    todo: list[tuple[int, Instance]] = []
-    incomplete = 0
-    for instance_id, instance in store.iter_instances(dataset):
-        if instance_id in done:
-            continue
-        if not instance.response_a or not instance.response_b:
-            incomplete += 1
-            continue
-        todo.append((instance_id, instance))
-        if limit is not None and len(todo) >= limit:
-            break
+    done, todo, incomplete = pairs_to_judge(store, dataset, judge.name, limit)
     orders = (False, True) if judge.both_orders else (False,)
     personas = (
         simulated_personas(store, dataset, judge.personas, judge.persona_shots)

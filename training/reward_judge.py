@@ -19,7 +19,7 @@ from typing import Any
 from curation.errors import CuratorError
 from curation.records import Annotation
 from curation.store import Store
-from routing.judges import judged_instance_ids, verdict_from_probability
+from routing.judges import pairs_to_judge, verdict_from_probability
 from training.runs import get_run
 
 BACKEND = "reward_model"
@@ -88,17 +88,7 @@ def label_with_reward_model(
     model_dir = judge["model"]
     if not model_dir or not Path(model_dir).is_dir():
         raise CuratorError(f"the model of judge {judge_name!r} is missing ({model_dir})")
-    done = judged_instance_ids(store, dataset, judge_name)
-    todo, incomplete = [], 0
-    for instance_id, instance in store.iter_instances(dataset):
-        if instance_id in done:
-            continue
-        if not instance.response_a or not instance.response_b:
-            incomplete += 1
-            continue
-        todo.append((instance_id, instance))
-        if limit is not None and len(todo) >= limit:
-            break
+    done, todo, incomplete = pairs_to_judge(store, dataset, judge_name, limit)
     started = time.monotonic()
     judged = 0
     if progress:
