@@ -8,6 +8,9 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Two pytest-xdist workers, a test file each at a time (module fixtures stay shared); 0 runs the
+# suite in this process, as a debugger wants.
+PYTEST_WORKERS ?= 2
 
 VLLM_VENV ?= .venv-vllm
 
@@ -37,7 +40,7 @@ ui: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

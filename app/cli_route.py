@@ -28,6 +28,10 @@ def features_cmd(
     ] = None,
     tagger_url: Annotated[str | None, typer.Option(help="LM tagger server (openai).")] = None,
     max_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 256,
+    device: Annotated[str, typer.Option(help="Where the encoder runs: cpu, cuda or auto.")] = "cpu",
+    batch_size: Annotated[
+        int, typer.Option(help="Texts per encoder forward pass (raise it on a GPU, e.g. 256).")
+    ] = 16,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute and store the routing features (lexical measures in thirds, prompt tags)."""
@@ -35,7 +39,9 @@ def features_cmd(
     from routing.features import FeatureConfig, compute_features
 
     config = FeatureConfig(
-        encoder=EncoderConfig(encoder=encoder, max_length=max_length),
+        encoder=EncoderConfig(
+            encoder=encoder, max_length=max_length, batch_size=batch_size, device=device
+        ),
         tagger=tagger,
         tagger_backend=tagger_backend,
         tagger_model=tagger_model,

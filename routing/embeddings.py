@@ -72,6 +72,21 @@ class Encoded:
     tokens: list[np.ndarray] | None = None
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` as the best device torch sees; a named one only if torch can use it here."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CuratorError(
+            f"device {device!r}: torch sees no CUDA GPU on this machine (use cpu or auto)"
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise CuratorError(f"device {device!r}: use cpu, cuda, cuda:N or auto")
+    return device
+
+
 class Encoder:
     """A mean-pooling sentence encoder (the pooling all-MiniLM-L6-v2 was trained with)."""
 
@@ -80,6 +95,7 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.config = config or EncoderConfig()
+        resolve_device(self.config.device)  # a wrong device fails before a model loads
         path = resolve_encoder(self.config.encoder)
         self.model_id = DEFAULT_ENCODER if self.config.encoder is None else self.config.encoder
         offline = Path(path).is_dir()
@@ -88,11 +104,8 @@ class Encoder:
             self.model = AutoModel.from_pretrained(path, local_files_only=offline)
         except OSError as exc:
             raise CuratorError(f"cannot load the encoder {self.model_id!r}: {exc}") from exc
-        device = self.config.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
-        self.model.to(device).eval()
+        self.device = resolve_device(self.config.device)
+        self.model.to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
         self._torch = torch
 

@@ -7,7 +7,7 @@ import pytest
 
 from curation.errors import CuratorError
 from curation.records import Instance
-from routing.embeddings import EmbeddingCache, Encoder
+from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig
 from routing.features import (
     MEASURES,
     FeatureConfig,
@@ -180,3 +180,36 @@ def test_lm_tagger_reads_option_letters_from_a_real_model(tiny_model):
         assert set(labels) <= {v.name for v in dimension.values}
         assert ((scores > 0) & (scores <= 1)).all()
     assert "C." in tag_question("x", taxonomy[0])  # options are lettered
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the message on a machine with no GPU"
+)
+def test_asking_for_a_gpu_on_a_cpu_machine_is_a_clear_error_before_any_model_loads(workspace):
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    with pytest.raises(CuratorError, match="no CUDA GPU"):
+        Encoder(EncoderConfig(device="cuda"))
+    with pytest.raises(CuratorError, match="use cpu, cuda"):
+        Encoder(EncoderConfig(device="tpu"))
+    store = workspace_store(workspace)
+    result = CliRunner().invoke(
+        cli, ["features", "prefs", "-w", str(workspace.root), "--device", "cuda"]
+    )
+    assert result.exit_code != 0
+    assert "no CUDA GPU" in str(result.exception) + result.output
+    assert store.conn.execute("SELECT count(*) FROM features").fetchone()[0] == 0
+    store.close()
+
+
+def workspace_store(workspace):
+    from curation.store import Store
+
+    store = Store.open(workspace)
+    ds = store.create_dataset("prefs", "preference")
+    store.insert_instances(
+        ds["id"], [Instance(uid="p0", prompt="q", response_a="a", response_b="b")]
+    )
+    return store
