@@ -8,7 +8,7 @@ times come from the same progress callback the CLI's bar uses.
 
 The alternative, in the same run, on --cpu-pairs pairs of another demo: on a GPU, the same call
 with the encoder on the CPU (batch 16, the default); on a CPU, encoding one text per forward
-pass (batch 1). With no GPU, --device auto is the CPU and the default size drops to 4,000 pairs;
+pass (batch 1). With no GPU, --device auto is the CPU and the default size drops to 1,000 pairs;
 figures for 100,000 pairs are then extrapolated and say so. The CPU time of each run is printed
 beside its wall time: on a shared machine it is the steadier measure of the work.
 
@@ -159,10 +159,13 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--pairs", type=int, default=None, help="default 100000 on a GPU, else 4000"
+        "--pairs", type=int, default=None, help="default 100000 on a GPU, else 1000"
     )
     parser.add_argument(
-        "--cpu-pairs", type=int, default=2000, help="pairs of the CPU alternative (0: none)"
+        "--cpu-pairs",
+        type=int,
+        default=None,
+        help="pairs of the alternative (default 2000 on a GPU, else 200; 0: none)",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument(
@@ -176,7 +179,9 @@ def main() -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_gpu = device == "cuda"
-    pairs = args.pairs or (SCALE_TARGET if on_gpu else 4000)
+    pairs = args.pairs or (SCALE_TARGET if on_gpu else 1000)
+    if args.cpu_pairs is None:
+        args.cpu_pairs = 2000 if on_gpu else 200
     batch = args.batch_size or (256 if on_gpu else 16)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
