@@ -8,6 +8,7 @@ is exactly what it was before.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,47 +90,37 @@ def import_path(
         if len(problems) < MAX_LISTED_PROBLEMS:
             problems.append(problem)
 
-    with store.write():
-        dataset = store.create_dataset(
-            dataset_name,
-            preset.kind,
-            source=source.name,
-            description=opts.description,
-            metadata={"preset": preset.name, "format": source.format},
-            exist_ok=True,
-        )
-        seen: dict[str, int] = {}
+    with store.bulk_load():
+        dataset = _target_dataset(store, dataset_name, preset, source, opts.description)
         batch: list[tuple[int, ImportedItem]] = []
+        batch_lines: dict[str, int] = {}  # uid -> line, for the rows of this batch only
+        written = _LineRuns()
         rows_done = 0
 
         def flush() -> None:
-            uids = [item.instance.uid for _, item in batch]
-            clashes = store.existing_uids(dataset["id"], uids)
+            # Rows go into the open transaction even after a problem (which dooms the import
+            # to a rollback): earlier batches are then in the store, where a repeated id is
+            # found without holding every id of a million-row file in memory.
+            earlier = store.instance_ids(dataset["id"], list(batch_lines))
             good = []
             for line, item in batch:
-                if item.instance.uid in clashes:
-                    note(
-                        Problem(
-                            label,
-                            line,
-                            "id",
-                            f"id {item.instance.uid!r} is already in dataset {dataset_name!r}",
-                        )
-                    )
+                uid = item.instance.uid
+                if uid in earlier:
+                    first_line = written.line_of(earlier[uid])
+                    note(Problem(label, line, "id", _clash(uid, first_line, dataset_name)))
                 else:
-                    good.append(item)
-            # Once anything is wrong (and we are not skipping) nothing will be kept, so stop
-            # writing and only keep validating, to report every problem in one pass.
-            if problem_count and not opts.skip_bad:
-                batch.clear()
-                return
-            ids = store.insert_instances(dataset["id"], [g.instance for g in good])
+                    good.append((line, item))
+            ids = store.insert_instances(dataset["id"], [item.instance for _, item in good])
+            written.add(ids, [line for line, _ in good])
             labelled = [
-                (iid, ann) for iid, g in zip(ids, good, strict=True) for ann in g.annotations
+                (iid, ann)
+                for iid, (_, item) in zip(ids, good, strict=True)
+                for ann in item.annotations
             ]
             report.annotations += store.add_annotations(labelled)
             report.instances += len(ids)
             batch.clear()
+            batch_lines.clear()
 
         for line, record in records:
             rows_done += 1
@@ -141,19 +132,17 @@ def import_path(
                 for ann in item.annotations:
                     ann.origin = "import"
                     ann.validate()
+                uid = item.instance.uid = str(item.instance.uid or f"{label}:{line}")
             except FieldError as exc:
                 note(Problem(label, line, exc.field, exc.message))
                 continue
             except (ValueError, TypeError, KeyError) as exc:
                 note(Problem(label, line, None, f"cannot convert the row: {exc}"))
                 continue
-            uid = item.instance.uid = str(item.instance.uid or f"{label}:{line}")
-            if uid in seen:
-                note(
-                    Problem(label, line, "id", f"duplicate id {uid!r} (first on line {seen[uid]})")
-                )
+            if uid in batch_lines:
+                note(Problem(label, line, "id", _clash(uid, batch_lines[uid], dataset_name)))
                 continue
-            seen[uid] = line
+            batch_lines[uid] = line
             batch.append((line, item))
             if len(batch) >= opts.batch_size:
                 flush()
@@ -164,6 +153,7 @@ def import_path(
         if progress:
             progress(rows_done, 1.0)
 
+        problems.sort(key=lambda p: p.line or 0)
         if problem_count and not opts.skip_bad:
             raise ImportFailed(problems, truncated=problem_count - len(problems))
         if report.instances == 0:
@@ -174,6 +164,60 @@ def import_path(
         report.skipped = problems
         report.skipped_count = problem_count
     return report
+
+
+class _LineRuns:
+    """The file line of each instance an import wrote, kept as runs of consecutive ids and lines.
+
+    A repeated id found in a later batch must name the line where it first appeared; one entry
+    per stretch of clean rows (a single one for a clean file), not one per row, keeps the memory
+    of a million-row import flat.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.lines: list[int] = []
+        self._next: tuple[int, int] | None = None
+
+    def add(self, ids: list[int], lines: list[int]) -> None:
+        for instance_id, line in zip(ids, lines, strict=True):
+            if (instance_id, line) != self._next:
+                self.ids.append(instance_id)
+                self.lines.append(line)
+            self._next = (instance_id + 1, line + 1)
+
+    def line_of(self, instance_id: int) -> int | None:
+        """The line an instance came from, or None when this import did not write it."""
+        run = bisect.bisect_right(self.ids, instance_id) - 1
+        if run < 0:
+            return None
+        return self.lines[run] + instance_id - self.ids[run]
+
+
+def _clash(uid: str, first_line: int | None, dataset: str) -> str:
+    if first_line is None:
+        return f"id {uid!r} is already in dataset {dataset!r}"
+    return f"duplicate id {uid!r} (first on line {first_line})"
+
+
+def _target_dataset(
+    store: Store, name: str, preset: Preset, source: Any, description: str | None
+) -> dict[str, Any]:
+    """The dataset to import into, created if new; a clash of kinds names the file and preset."""
+    existing = store.find_dataset(name)
+    if existing and existing["kind"] != preset.kind:
+        raise CuratorError(
+            f"{source.name}: cannot import into dataset {name!r}: it holds {existing['kind']} "
+            f"data, and the {preset.name} preset reads {preset.kind} data"
+        )
+    return store.create_dataset(
+        name,
+        preset.kind,
+        source=source.name,
+        description=description,
+        metadata={"preset": preset.name, "format": source.format},
+        exist_ok=True,
+    )
 
 
 def _fraction(source: Any, rows_done: int) -> float | None:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,17 +102,25 @@ def open_source(
 
 
 class _CountingReader(io.RawIOBase):
-    """A binary stream that counts bytes read, for a byte-based progress bar."""
+    """A binary stream that counts bytes read, for a byte-based progress bar.
 
-    def __init__(self, raw: io.BufferedIOBase):
+    A file that cannot be read on (above all a gzipped one cut short or damaged, which fails
+    deep inside the decompressor) becomes a CuratorError naming it, whichever reader asked.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase, name: str):
         self.raw = raw
+        self.name = name
         self.count = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
+        try:
+            data = self.raw.read(len(buffer))
+        except (EOFError, OSError, zlib.error) as exc:
+            raise CuratorError(f"{self.name}: the file is cut short or damaged ({exc})") from exc
         n = len(data)
         buffer[:n] = data
         self.count += n
@@ -126,8 +135,8 @@ def _open_binary(p: Path) -> _CountingReader:
     if p.suffix.lower() == ".gz":
         import gzip
 
-        return _CountingReader(gzip.open(p, "rb"))
-    return _CountingReader(open(p, "rb"))  # noqa: SIM115 - closed by the generator
+        return _CountingReader(gzip.open(p, "rb"), str(p))
+    return _CountingReader(open(p, "rb"), str(p))  # noqa: SIM115 - closed by the generator
 
 
 def _decoded_lines(counter: _CountingReader) -> Iterator[tuple[int, str | RowError]]:
@@ -165,14 +174,17 @@ def _jsonl_records(counter: _CountingReader) -> Iterator[tuple[int, dict | RowEr
                 continue
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, RowError(number, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            except (ValueError, RecursionError) as exc:
+                yield number, RowError(number, _json_problem(exc))
                 continue
             if not isinstance(value, dict):
                 yield (
                     number,
                     RowError(number, f"expected a JSON object, got {type(value).__name__}"),
                 )
+                continue
+            if _SURROGATE_ESCAPE.search(text) and _unpaired_surrogate(value):
+                yield number, RowError(number, _UNPAIRED_SURROGATE)
                 continue
             yield number, value
 
@@ -182,12 +194,14 @@ def _json_records(counter: _CountingReader, p: Path) -> Iterator[tuple[int, dict
     with counter:
         raw = counter.read()
     try:
-        value = json.loads(raw.decode("utf-8-sig"))
+        text = raw.decode("utf-8-sig")
+        value = json.loads(text)
     except UnicodeDecodeError as exc:
         yield 1, RowError(1, f"not UTF-8 text (byte {exc.start})")
         return
-    except json.JSONDecodeError as exc:
-        yield exc.lineno, RowError(exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except (ValueError, RecursionError) as exc:
+        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else 1
+        yield line, RowError(line, _json_problem(exc))
         return
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
@@ -198,14 +212,46 @@ def _json_records(counter: _CountingReader, p: Path) -> Iterator[tuple[int, dict
     if not isinstance(value, list):
         yield 1, RowError(1, "expected a JSON array of objects")
         return
+    escapes = _SURROGATE_ESCAPE.search(text) is not None  # only then can an element hold one
     for number, item in enumerate(value, start=1):
-        if isinstance(item, dict):
+        if isinstance(item, dict) and escapes and _unpaired_surrogate(item):
+            yield number, RowError(number, _UNPAIRED_SURROGATE)
+        elif isinstance(item, dict):
             yield number, item
         else:
             yield (
                 number,
                 RowError(number, f"element {number} is {type(item).__name__}, not an object"),
             )
+
+
+_UNPAIRED_SURROGATE = (
+    "text with an unpaired surrogate escape (such as \\ud800), which is not Unicode"
+)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _unpaired_surrogate(value: Any) -> bool:
+    """Whether decoded JSON holds half a surrogate pair: valid JSON (``"\\ud800"``), but not
+    text that UTF-8, and so SQLite, can hold. Worth asking only of JSON text that has such an
+    escape (``_SURROGATE_ESCAPE``)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _json_problem(exc: ValueError | RecursionError) -> str:
+    """What is wrong with some JSON text, in words (Python's parser refuses more than bad
+    syntax: nesting deeper than its recursion limit, and integers of over 4300 digits)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} at column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply to read"
+    if "digits" in str(exc):
+        return "invalid JSON: a number has too many digits to read (over 4300)"
+    return f"invalid JSON: {exc}"
 
 
 def _csv_records(counter: _CountingReader, delimiter: str) -> Iterator[tuple[int, dict | RowError]]:
@@ -220,7 +266,9 @@ def _csv_records(counter: _CountingReader, delimiter: str) -> Iterator[tuple[int
         text = io.TextIOWrapper(counter, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.reader(text, delimiter=delimiter)
         try:
-            header = next(reader)
+            header = next(reader, None)
+            if header is None:  # nothing but a byte-order mark, or not even that
+                return
             if _NOT_UTF8.search("".join(header)):
                 yield 1, RowError(1, "not UTF-8 text (in the header)")
                 return
@@ -252,6 +300,7 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def _open_parquet(p: Path) -> Source:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -260,9 +309,20 @@ def _open_parquet(p: Path) -> Source:
         raise CuratorError(f"{p}: not a readable Parquet file ({exc})") from exc
 
     def records() -> Iterator[tuple[int, dict]]:
+        # A readable footer says nothing about the pages: a damaged one fails only when read.
         number = 0
-        for batch in parquet.iter_batches(batch_size=2048):
-            for row in batch.to_pylist():
+        batches = parquet.iter_batches(batch_size=2048)
+        while True:
+            try:
+                batch = next(batches, None)
+                rows = [] if batch is None else batch.to_pylist()
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                raise CuratorError(
+                    f"{p}: the Parquet file is damaged after row {number} ({exc})"
+                ) from exc
+            if batch is None:
+                return
+            for row in rows:
                 number += 1
                 yield number, row
 

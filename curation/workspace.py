@@ -37,12 +37,23 @@ class Workspace:
         return self.root / DB_NAME
 
     def exists(self) -> bool:
-        return self.db_path.exists()
+        """Whether the store is there; a folder this user may not open is refused, not missing."""
+        try:
+            return self.db_path.exists()
+        except OSError as exc:  # pathlib raises where it cannot look (before Python 3.12)
+            raise CuratorError(f"cannot open the workspace at {self.root}: {exc.strerror}") from exc
 
     def ensure(self) -> Workspace:
-        """Create the folder and its artefact folders (idempotent)."""
+        """Create the folder and its artefact folders (idempotent).
+
+        A new workspace folder is its owner's alone (mode 0700): the command line acts with the
+        rights of whoever can open it, and it holds every label and the accounts' password
+        hashes. To share it with a team's shell accounts, open it up on purpose (``chmod``).
+        An existing folder keeps its mode.
+        """
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, exist_ok=True)
             for name in ARTEFACT_DIRS:
                 (self.root / name).mkdir(exist_ok=True)
         except OSError as exc:
@@ -57,16 +68,27 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def confine(self, path: str | os.PathLike, *, base: str = "exports") -> Path:
+    def confine(
+        self, path: str | os.PathLike, *, base: str = "exports", within_base: bool = False
+    ) -> Path:
         """Resolve a path given in the app: relative paths land in ``base``; escapes are refused.
 
         The CLI passes explicit paths straight through; the app, where a path is typed into a
-        box by someone who may not own the machine, goes through here.
+        box by someone who may not own the machine, goes through here. Symbolic links are
+        followed before the check, so a link inside the workspace cannot lead out of it.
+        ``within_base`` keeps the path inside the ``base`` folder itself: what the app writes
+        goes there, never over the store or another folder's files.
         """
+        if "\x00" in os.fspath(path):
+            raise CuratorError(f"path {os.fspath(path)!r} holds a NUL character")
         candidate = Path(path).expanduser()
         if not candidate.is_absolute():
             candidate = self.dir(base) / candidate
         resolved = candidate.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise CuratorError(f"path {path} is outside the workspace {self.root}")
+        allowed = (self.dir(base) if within_base else self.root).resolve()
+        if not resolved.is_relative_to(allowed):
+            where = f"workspace's {base} folder" if within_base else "workspace"
+            raise CuratorError(f"path {path} is outside the {where} {allowed}")
+        if within_base and resolved == allowed:
+            raise CuratorError(f"name a file or folder inside {allowed}, not the folder itself")
         return resolved

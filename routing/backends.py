@@ -277,7 +277,8 @@ class OpenAIBackend:
     and the judge parses generated answers instead.
 
     The API key is read from the environment variable named by ``api_key_env`` and handed to the
-    client only; it is never stored on this object, recorded or logged.
+    client only; it is never stored on this object, recorded or logged, and is masked in the
+    errors this backend raises (a server may quote the key it was sent back in its message).
     """
 
     name = "openai"
@@ -307,6 +308,7 @@ class OpenAIBackend:
                 max_retries=2,
             )
         self.client = client
+        self.api_key_env = api_key_env
         self.base_url = base_url
         self.mode = mode
         self.has_logprobs = True
@@ -318,7 +320,7 @@ class OpenAIBackend:
         try:
             models = list(self.client.models.list())
         except Exception as exc:  # the openai package raises its own error tree
-            raise CuratorError(f"cannot list models at {self.base_url}: {exc}") from exc
+            raise self._failure(f"cannot list models at {self.base_url}", exc) from None
         if not models:
             raise CuratorError(f"the server at {self.base_url} serves no model; name one")
         return models[0].id
@@ -327,7 +329,16 @@ class OpenAIBackend:
         try:
             return fn(**kwargs)
         except Exception as exc:
-            raise CuratorError(f"the judge server at {self.base_url} failed: {exc}") from exc
+            raise self._failure(f"the judge server at {self.base_url} failed", exc) from None
+
+    def _failure(self, what: str, exc: Exception) -> CuratorError:
+        """The server's error as a user error, with the API key masked (and not chained, so no
+        traceback can print the original message either)."""
+        message = str(exc)
+        key = os.environ.get(self.api_key_env)
+        if key:
+            message = message.replace(key, "***")
+        return CuratorError(f"{what}: {message}")
 
     def next_token_logprobs(
         self, prompts: Sequence[str], candidates: Sequence[str] = CANDIDATES

@@ -1,11 +1,10 @@
 """The job queue and the local worker: atomic claims, streaming, cancel of a whole process tree,
-a worker killed mid-job, requeue with resume, and the store left intact."""
+retries and heartbeats. A worker killed mid-job: tests/reliability/test_worker_killed.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from curation.errors import CuratorError
-from curation.store import Store
 from training import jobs
 from training.worker import Worker, WorkerConfig
 
@@ -162,47 +160,6 @@ def test_a_late_finish_never_overwrites_a_cancel(store, plugin_env):
     assert jobs.finish(store, job_id, "cancelled")
     assert not jobs.finish(store, job_id, "succeeded", result={"x": 1})
     assert jobs.get_job(store, job_id).status == "cancelled"
-
-
-def _kill_worker_mid_job(store, workspace, env, job_id):
-    worker = _worker_process(workspace, env, "--stale-after", "2")
-    _wait(lambda: jobs.get_job(store, job_id).progress >= 0.2, 60)
-    runner_pid = jobs.get_job(store, job_id).pid
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    # the job's process group notices its worker is gone and stops itself
-    _wait(lambda: not _alive(runner_pid), 15)
-    return runner_pid
-
-
-def test_a_worker_killed_mid_job_leaves_it_failed_and_the_store_intact(
-    store, workspace, plugin_env
-):
-    job_id = jobs.enqueue(store, "steps", {"steps": 40, "step_s": 0.25})
-    _kill_worker_mid_job(store, workspace, plugin_env, job_id)
-    assert jobs.get_job(store, job_id).status == "running"  # nobody has noticed yet
-    time.sleep(2.5)
-    assert jobs.reap_stale(store, stale_after_s=2) == [(job_id, "failed")]
-    job = jobs.get_job(store, job_id)
-    assert job.status == "failed"
-    assert "stopped heartbeating" in job.error
-    assert Store.open(workspace, create=False).integrity_check() == "ok"
-
-
-def test_a_requeued_job_resumes_from_its_last_checkpoint(store, workspace, plugin_env):
-    job_id = jobs.enqueue(store, "steps", {"steps": 12, "step_s": 0.25}, max_retries=1)
-    _kill_worker_mid_job(store, workspace, plugin_env, job_id)
-    time.sleep(2.5)
-    # a fresh worker reaps the lost job, requeues it, and runs it again from its checkpoint
-    Worker(workspace, WorkerConfig(once=True, stale_after_s=2)).run()
-    job = jobs.get_job(store, job_id)
-    assert job.status == "succeeded"
-    assert job.attempts == 2
-    resumed = job.result["resumed_from"]
-    assert 1 <= resumed < 12
-    started = (workspace.dir("runs") / f"job-{job_id}" / "started_at_step.txt").read_text().split()
-    assert started == ["0", str(resumed)]
-    assert "--- attempt 2" in jobs.log_tail(job, 100_000)
 
 
 def test_retry_queues_a_new_job_with_the_same_spec_and_the_old_checkpoint(

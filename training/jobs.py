@@ -13,6 +13,7 @@ cluster) is :mod:`training.worker` and :mod:`training.ray_worker`; what a kind d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +92,7 @@ def enqueue(
 
     if kind not in kind_names():  # unknown kinds fail here, not later in a worker
         raise CuratorError(f"unknown job kind {kind!r}; known: {', '.join(kind_names())}")
+    _check_trainer_settings(kind, spec)
     if max_retries < 0:
         raise CuratorError("retries must be 0 or more")
     with store.write():
@@ -106,6 +108,20 @@ def enqueue(
             (str(log_dir / f"job-{job_id}.log"), job_id),
         )
     return job_id
+
+
+def _check_trainer_settings(kind: str, spec: dict[str, Any]) -> None:
+    """A trainer's spec names only its config's settings. Where a run writes is never a setting
+    (always ``runs/job-ID``), so a spec that says ``output_dir`` is refused here, not in a worker.
+    """
+    from training.config import TRAINER_KINDS, config_class
+
+    if kind not in TRAINER_KINDS:
+        return
+    names = {f.name for f in dataclasses.fields(config_class(kind))} | {"retry_of"}
+    unknown = sorted(set(spec) - names)
+    if unknown:
+        raise CuratorError(f"a {kind} job has no setting(s) {', '.join(unknown)}")
 
 
 def get_job(store: Store, job_id: int) -> Job:

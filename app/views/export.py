@@ -58,7 +58,9 @@ out = st.text_input(
 
 if st.button("Export", type="primary", key="export_go"):
     try:
-        target = state.workspace().confine(out.strip() or f"{name}{SUFFIXES[fmt]}", base="exports")
+        target = state.workspace().confine(
+            out.strip() or f"{name}{SUFFIXES[fmt]}", base="exports", within_base=True
+        )
         with st.spinner("Exporting…"):
             report = export_dataset(
                 store,

@@ -6,6 +6,7 @@ as it was, unless "skip bad rows" is ticked.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ UPLOAD, WORKSPACE_PATH, HUB = "Upload a file", "A file in the workspace", "A Hug
 AUTO = "auto-detect"
 UNMAPPED = "(not mapped)"
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "pq", "gz"]
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:[\w.-]+)?")
 
 
 def save_upload(uploaded) -> Path:
@@ -97,6 +99,11 @@ else:
         "Hub id", key="import_hub", placeholder="allenai/multipref or org/name:config"
     )
     source = typed.strip() or None
+    # `datasets` also loads local files and folders by path: one typed here would get round the
+    # workspace confinement of the path box, so only an id that names no local path is taken.
+    if source and (not HUB_ID.fullmatch(source) or Path(source.split(":", 1)[0]).exists()):
+        st.error(f"{source!r} is not a hub id: use org/name or org/name:config.")
+        st.stop()
 
 if not source:
     st.info("Choose what to import.")
@@ -177,7 +184,11 @@ if st.button("Import", type="primary", key="import_go"):
     if chosen is None and detected is None and form_preset is not None:
         chosen = form_preset.name
     options = ImportOptions(
-        dataset=dataset.strip() or None, preset=chosen, mapping=mapping, skip_bad=skip_bad
+        dataset=dataset.strip() or None,
+        preset=chosen,
+        mapping=mapping,
+        skip_bad=skip_bad,
+        format=None if local else "hub",
     )
     bar = st.progress(0.0, text="Reading…")
 

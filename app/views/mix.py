@@ -265,7 +265,8 @@ def versions(stored: list[dict]) -> None:
         if st.form_submit_button("Export", key="mix_export_go"):
             name = out.strip() or f"{ref.replace('@', '-v')}{SUFFIXES[fmt]}"
             try:
-                report = export_mixture(store, ref, fmt, state.workspace().confine(name))
+                target = state.workspace().confine(name, base="exports", within_base=True)
+                report = export_mixture(store, ref, fmt, target)
             except CuratorError as exc:
                 widgets.error(exc)
             else:
