@@ -41,23 +41,33 @@ from browser import (
 from app.state import PAGES
 from curation.store import InstanceFilter, Store
 from curation.workspace import Workspace
+from routing.features import FeatureConfig, compute_features
+from routing.ppm import PPMConfig, train_ppm
+from routing.sweeps import SweepConfig, run_sweep
 from training.worker import NO_AUTO_WORKER_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 PAIRS = 80  # enough for the demo judge to be certified at alpha 0.3
 QUEUE = 5  # pairs assigned to the annotator
+ROUTING_RUNS = 30  # sweep runs behind the Route page's predictor
 CURATOR_PAGES = {p.title for p in PAGES if p.roles == ("curator",)}
 
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory) -> Path:
-    """`curator demo` with 80 pairs, a curator (boss) and an annotator (ana) with 5 queued."""
+    """`curator demo` with 80 pairs, a curator (boss) and an annotator (ana) with 5 queued, and
+    the routing steps done (features, a 30-run sweep, a predictor) so the Route page has a fit to
+    show."""
     require_browser()
     root = tmp_path_factory.mktemp("journey") / "ws"
     curator("demo", "--no-ui", "--pairs", str(PAIRS), workspace=root)
     add_accounts(root, boss="curator", ana="annotator")
     assign(root, "demo-prefs", "ana", limit=QUEUE)
+    with Store.open(Workspace(root), create=False) as store:
+        compute_features(store, "demo-prefs", FeatureConfig())
+        sweep_id = run_sweep(store, "demo-prefs", "demo-eval", SweepConfig(runs=ROUTING_RUNS))
+        train_ppm(store, sweep_id, PPMConfig(kind="lightgbm"))
     return root
 
 
@@ -243,8 +253,18 @@ def test_every_page_in_the_menu_opens_for_a_curator(curator_page):
         open_page(page, title)
         assert_no_exception(page)
         screenshot(page, f"curator-{title.lower()}")
-        if title in ("Route", "Mix"):
-            screenshot(page, title.lower())
+        if title == "Mix":
+            screenshot(page, "mix")
+
+
+def test_the_route_page_shows_the_predictors_fit_on_the_sweep(curator_page):
+    page = curator_page
+    open_page(page, "Route", "Predictor fit")
+    wait_for_text(page, re.compile(r"fitted on sweep \d+: 30 runs scored on 'demo-eval'"))
+    expect(page.get_by_text("CV Spearman")).to_be_visible()
+    assert_no_exception(page)
+    page.get_by_text("Predictor fit", exact=True).scroll_into_view_if_needed()
+    screenshot(page, "route")
 
 
 def test_an_annotator_gets_the_annotate_page_only(app, browser):
