@@ -25,12 +25,30 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+# The longest files in CI's durations (a minute or more each, mostly one fixture or server start),
+# longest first: started at once on the two workers, none of them is left running alone at the end.
+LONGEST_FILES = (
+    "test_routing_demo.py",
+    "test_trainers.py",
+    "test_openai_server.py",
+    "test_journey.py",
+    "test_coverage.py",
+    "test_judges.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Files with slow tests first (in their own order), the rest after: pytest-xdist hands out
-    whole files in this order, so the long ones start at once and the quick ones fill the gaps,
-    and both workers end at about the same time."""
+    """The longest files first, then the other files with slow tests, then the rest (each group
+    in its own order): pytest-xdist hands out whole files in this order, so the long ones start
+    at once and the quick ones fill the gaps, and both workers end at about the same time."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+
+    def rank(item) -> tuple[int, int]:
+        if item.path.name in LONGEST_FILES:
+            return (0, LONGEST_FILES.index(item.path.name))
+        return (1 if item.path in slow_files else 2, 0)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)
