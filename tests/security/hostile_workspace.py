@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from curation import flags, queues, users
@@ -147,6 +148,16 @@ def build(ws: Workspace) -> None:
 
 
 # ---- what a test compares before and after ------------------------------------------------
+
+
+def module_workspace(tmp_path_factory, name: str) -> Iterator[Workspace]:
+    """A built hostile workspace that the app's pages open (``CURATOR_WORKSPACE``) for one test
+    module; yield from it in a module-scoped fixture."""
+    ws = Workspace(tmp_path_factory.mktemp(name) / "ws").ensure()
+    build(ws)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CURATOR_WORKSPACE", str(ws.root))
+        yield ws
 
 
 def schema_and_counts(ws: Workspace) -> tuple[list[tuple], dict[str, int]]:

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import hostile_workspace as hw
@@ -46,12 +47,8 @@ def page_id(page: PageSpec) -> str:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Workspace:
-    ws = Workspace(tmp_path_factory.mktemp("roles") / "ws").ensure()
-    hw.build(ws)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CURATOR_WORKSPACE", str(ws.root))
-        yield ws
+def ws(tmp_path_factory) -> Iterator[Workspace]:
+    yield from hw.module_workspace(tmp_path_factory, "roles")
 
 
 @pytest.fixture(scope="module")

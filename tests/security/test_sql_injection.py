@@ -10,6 +10,8 @@ the query (punctuation is not a word), so `%` and `_` are never wildcards.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import hostile_workspace as hw
 import pytest
 from streamlit.testing.v1.element_tree import _format_value_for_widget
@@ -44,12 +46,8 @@ TYPED = f"{hw.OR_TRUE} {hw.DROP} {hw.UNION} a\x00b {'y' * 5000}"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Workspace:
-    ws = Workspace(tmp_path_factory.mktemp("sqli") / "ws").ensure()
-    hw.build(ws)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CURATOR_WORKSPACE", str(ws.root))
-        yield ws
+def ws(tmp_path_factory) -> Iterator[Workspace]:
+    yield from hw.module_workspace(tmp_path_factory, "sqli")
 
 
 @pytest.fixture(scope="module")
