@@ -101,6 +101,17 @@ def calibrate_cmd(
             "probability 1 - delta (default: the paper's delta per judge).",
         ),
     ] = False,
+    escalate_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--escalate-to",
+            help="Dataset mode: queue the instances no judge keeps for these annotators "
+            "(repeat, or separate names by commas), as the Judge page's escalation does.",
+        ),
+    ] = None,
+    overlap: Annotated[
+        int, typer.Option(help="Annotators per escalated instance (with --escalate-to).")
+    ] = 1,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -122,6 +133,12 @@ def calibrate_cmd(
         if_none_pass="keep_top" if keep_top else "abstain",
     ).validate()
     files = [Path(s) for s in sources]
+    annotators = [n.strip() for value in escalate_to or () for n in value.split(",") if n.strip()]
+    if escalate_to is not None and not (len(sources) == 1 and not files[0].is_file()):
+        raise CuratorError("--escalate-to queues a dataset's instances: name one dataset")
+    if escalate_to is not None and not annotators:
+        raise CuratorError("--escalate-to needs at least one annotator's name")
+
     if all(f.is_file() for f in files):
         if judge:
             raise CuratorError("--judge names a judge of a dataset; files are one judge each")
@@ -142,17 +159,41 @@ def calibrate_cmd(
     if len(judges) == 1:
         name, items = judges[0]
         result = calibrate(items, alpha, delta, judge=name, config=config)
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
-            return
-        typer.echo(_describe(result))
-        return
-    chained = cascade(judges, alpha, delta, config=config, union_bound=union_bound)
+        stages, report, text = [result], result.to_dict(), _describe(result)
+    else:
+        chained = cascade(judges, alpha, delta, config=config, union_bound=union_bound)
+        stages, report = chained.stages, chained.to_dict()
+        text = f"cascade of {len(judges)} judges (alpha {alpha}, delta {delta})"
+    if annotators:
+        report["escalation"] = _escalate(workspace, sources[0], stages, annotators, overlap)
     if as_json:
-        typer.echo(json.dumps(chained.to_dict(), indent=2))
+        typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"cascade of {len(judges)} judges (alpha {alpha}, delta {delta})")
-    _print_cascade(chained)
+    typer.echo(text)
+    if len(judges) > 1:
+        _print_cascade(chained)
+    if annotators:
+        sent = report["escalation"]
+        typer.echo(
+            f"escalated {sent['instances']:,} instances to {', '.join(annotators)}: "
+            f"{sent['created']:,} new assignments, {sent['skipped_existing']:,} already queued"
+        )
+
+
+def _escalate(
+    workspace, dataset: str, stages: list[Calibration], annotators: list[str], overlap: int
+) -> dict:
+    """Queue the instances every judge abstains on at its calibrated threshold (all of them
+    where a judge abstains on everything, as its threshold is then None)."""
+    from curation.queues import assign_escalations
+    from routing.selective import escalated_instance_ids
+
+    with _store(workspace, create=False) as store:
+        left: set[int] | None = None
+        for stage in stages:
+            abstained = set(escalated_instance_ids(store, dataset, stage.judge, stage.threshold))
+            left = abstained if left is None else left & abstained
+        return assign_escalations(store, dataset, sorted(left or ()), annotators, overlap=overlap)
 
 
 def register(cli: typer.Typer) -> None:

@@ -7,6 +7,7 @@ app writes (exports, checkpoints, logs) are confined to it unless a user names a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ ENV_VAR = "CURATOR_WORKSPACE"
 DEFAULT_DIR = "workspace"
 # Artefact folders created with every workspace; each later capability writes only into its own.
 ARTEFACT_DIRS = ("exports", "imports", "models", "runs", "logs", "mixtures", "cache", "plans")
+MODEL_ROOTS_ENV = "CURATOR_MODEL_ROOTS"
+# A hub id (org/name) or a bare model name; no leading dot, so never ``..`` or a hidden path.
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 @dataclass(frozen=True)
@@ -92,3 +96,43 @@ class Workspace:
         if within_base and resolved == allowed:
             raise CuratorError(f"name a file or folder inside {allowed}, not the folder itself")
         return resolved
+
+    def confine_source(self, ref: str, *, what: str = "model", hub: bool = True) -> str:
+        """A model or data file typed into the app, as what may be loaded: a path or a hub id.
+
+        The app loads whatever a curator types into a model or eval-file box, on the server, for
+        whoever can reach the page; it must not read files elsewhere on that machine (a parse
+        error would even quote them). So a local path, absolute or relative to the workspace,
+        must lie inside the workspace or inside a folder the server's owner listed in
+        ``CURATOR_MODEL_ROOTS`` (``os.pathsep``-separated). With ``hub``, a hub id (``org/name``)
+        or a bare name (``gpt2``, ``smollm2``) that is no local path passes as typed: loaders read
+        it from the local cache, offline by default. Returns the resolved path, or the id.
+        """
+        text = (ref or "").strip()
+        if "\x00" in text:
+            raise CuratorError(f"{what} {text!r} holds a NUL character")
+        if not text:
+            raise CuratorError(f"name a {what}")
+        typed = Path(text).expanduser()
+        if typed.is_absolute():
+            candidate = typed
+        elif (self.root / typed).exists():
+            candidate = self.root / typed
+        elif hub and HUB_NAME.fullmatch(text) and not typed.exists():
+            return text
+        else:  # a loader would read it relative to the server's working folder, if it is there
+            candidate = typed if typed.exists() else self.root / typed
+        resolved = candidate.resolve()
+        roots = [self.root, *model_roots()]
+        if not any(resolved.is_relative_to(r.resolve()) for r in roots):
+            raise CuratorError(
+                f"{what} path {text} is outside the workspace {self.root}: the app loads local "
+                f"files only from the workspace or from folders listed in {MODEL_ROOTS_ENV}"
+            )
+        return str(resolved)
+
+
+def model_roots() -> list[Path]:
+    """Folders outside workspaces that the app may load models and eval files from."""
+    value = os.environ.get(MODEL_ROOTS_ENV, "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]

@@ -424,6 +424,34 @@ def parse_answer(text: str | None, candidates: Sequence[str] = CANDIDATES) -> st
     return None
 
 
+SECRET_QUERY = re.compile(r"(key|token|secret|password|auth)", re.IGNORECASE)
+
+
+def check_server_url(url: str) -> str:
+    """An OpenAI-compatible server's URL, refused when it carries a credential.
+
+    The URL is recorded with every label the judge gives (and shown on the Judge page); a
+    password in it (``http://user:pass@host``) or a key in its query would be kept in the store
+    for anyone who can read it. The key belongs in the variable ``api_key_env`` names.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 -- raises on a port that is not a number
+    except ValueError as exc:
+        raise CuratorError(f"server URL {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CuratorError(f"server URL {url!r}: use http(s)://host[:port]/v1")
+    named = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if SECRET_QUERY.search(k)]
+    if parts.username or parts.password or named:
+        raise CuratorError(
+            "the server URL holds a credential, and the URL is stored with the labels: put the "
+            "key in an environment variable and name it with api_key_env (--api-key-env)"
+        )
+    return url.strip()
+
+
 def make_backend(
     kind: str,
     model: str,

@@ -92,6 +92,10 @@ class Judge:
             raise CuratorError("personas must be 0 or more, and each needs at least one shot")
         if self.batch_size < 1:
             raise CuratorError("batch size must be at least 1")
+        if self.url:
+            from routing.backends import check_server_url
+
+            self.url = check_server_url(self.url)
         if not self.name:
             default = "openai" if self.backend == "openai" else "smollm2-135m-instruct"
             model = (self.model or default).rstrip("/").split("/")[-1]

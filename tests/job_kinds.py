@@ -19,9 +19,7 @@ def steps(ctx: JobContext, spec: dict) -> dict:
     """``steps`` steps of ``step_s`` seconds, a metric and progress each, a checkpoint file after
     each, resuming after the last checkpointed step; stops when cancelled."""
     total = int(spec.get("steps", 5))
-    start = 0
-    if ctx.resume_from:
-        start = json.loads(Path(ctx.resume_from).read_text())["step"]
+    start = (ctx.resumed_state() or {}).get("step", 0)
     trace = ctx.run_dir / "started_at_step.txt"
     with trace.open("a") as handle:
         handle.write(f"{start}\n")
@@ -31,9 +29,7 @@ def steps(ctx: JobContext, spec: dict) -> dict:
         time.sleep(float(spec.get("step_s", 0.2)))
         ctx.metrics(step, loss=1.0 / step)
         ctx.progress(step / total, f"step {step}/{total}")
-        checkpoint = ctx.run_dir / "checkpoint.json"
-        checkpoint.write_text(json.dumps({"step": step}))
-        ctx.checkpoint(checkpoint)
+        ctx.checkpoint_state("checkpoint.json", {"step": step})
         print(f"step {step}", flush=True)
     return {"steps": total, "resumed_from": start}
 

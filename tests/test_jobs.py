@@ -252,3 +252,17 @@ def test_the_cli_contract_train_enqueues_and_jobs_show_json_reports_status_and_m
     listed = json.loads(run(cli, ["jobs", "list", "--json", *ws]).output)
     assert [j["id"] for j in listed] == [retried, steps, job.id]
     assert listed[0]["spec"] == expected | {"retry_of": job.id}
+
+
+def test_a_checkpoint_interrupted_while_written_leaves_the_last_one_whole(store, workspace):
+    """A job killed mid-write must not leave its retry an empty checkpoint to resume from."""
+    from training.kinds import JobContext
+
+    job_id = jobs.enqueue(store, "reward", {})
+    ctx = JobContext(store=store, workspace=workspace, job=jobs.claim_next(store, "w"))
+    ctx.checkpoint_state("state.json", {"step": 3})
+    with pytest.raises(TypeError):  # the write dies half-way through: "model" is not JSON
+        ctx.checkpoint_state("state.json", {"step": 4, "model": object()})
+    resumed = JobContext(store=store, workspace=workspace, job=jobs.get_job(store, job_id))
+    assert resumed.resumed_state() == {"step": 3}
+    assert [p.name for p in ctx.run_dir.iterdir() if not p.name.startswith(".")] == ["state.json"]

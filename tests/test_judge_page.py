@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ def demo_ws(tmp_path, monkeypatch, cheap_password_hashing) -> Workspace:
         build_demo(store, n_pairs=300)
     monkeypatch.setenv("CURATOR_WORKSPACE", str(ws.root))
     return ws
+
+
+def _in_workspace(model: Path, ws: Workspace) -> str:
+    """The model copied into the workspace's models/ folder, where the page may load it from;
+    its path as a curator types it (relative to the workspace)."""
+    shutil.copytree(model, ws.root / "models" / model.name, dirs_exist_ok=True)
+    return f"models/{model.name}"
 
 
 def _judge_page() -> AppTest:
@@ -69,7 +77,7 @@ def test_running_a_judge_from_the_page_stores_its_labels(demo_ws, tiny_model):
     """The form runs the real transformers backend (a tiny local model) and the labels land."""
     at = _judge_page()
     inputs = {w.label: w for w in at.text_input}
-    inputs["Model"].set_value(str(tiny_model))
+    inputs["Model"].set_value(_in_workspace(tiny_model, demo_ws))
     inputs["Label name"].set_value("tiny-judge")
     [n for n in at.number_input if n.label == "Pairs to judge"][0].set_value(4)
     at.button(key="run_judge_submit").click().run()
@@ -92,7 +100,7 @@ def test_a_judge_run_in_the_background_is_queued_as_a_job_with_its_settings(
     monkeypatch.setenv("CURATOR_NO_AUTO_WORKER", "1")
     at = _judge_page()
     inputs = {w.label: w for w in at.text_input}
-    inputs["Model"].set_value(str(tiny_model))
+    inputs["Model"].set_value(_in_workspace(tiny_model, demo_ws))
     inputs["Label name"].set_value("bg-judge")
     [n for n in at.number_input if n.label == "Personas"][0].set_value(2)
     at.checkbox(key="run_judge_background").check()
@@ -105,5 +113,40 @@ def test_a_judge_run_in_the_background_is_queued_as_a_job_with_its_settings(
             "SELECT count(*) FROM annotations WHERE annotator = 'bg-judge'"
         ).fetchone()[0]
     assert (job.kind, job.status, labelled) == ("judge", "queued", 0)
-    assert job.spec["model"] == str(tiny_model) and job.spec["personas"] == 2
+    assert job.spec["model"] == str((demo_ws.root / "models" / tiny_model.name).resolve())
+    assert job.spec["personas"] == 2
     assert job.spec["dataset"] == "demo-prefs" and job.spec["limit"] == 20
+
+
+def test_the_cli_escalates_the_instances_below_the_threshold_to_annotators(demo_ws, tmp_path):
+    """`curator calibrate DATASET --escalate-to` queues what the Judge page's button would:
+    exactly the instances below the calibrated threshold; a second run adds nothing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from routing.selective import escalated_instance_ids
+
+    with Store.open(demo_ws) as store:
+        add_user(store, "ana", "annotator", "a long enough password")
+        add_user(store, "bo", "annotator", "a long enough password")
+    args = ["calibrate", "demo-prefs", "--alpha", "0.3", "--json"]
+    first = CliRunner().invoke(cli, [*args, "--escalate-to", "ana,bo", "--overlap", "2"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.output)
+    with Store.open(demo_ws) as store:
+        expected = escalated_instance_ids(store, "demo-prefs", report["judge"], report["threshold"])
+        queued = store.conn.execute(
+            "SELECT instance_id, count(*) FROM assignments WHERE origin = 'escalation' "
+            "GROUP BY instance_id ORDER BY instance_id"
+        ).fetchall()
+    assert 0 < len(expected) < 300
+    assert [tuple(r) for r in queued] == [(i, 2) for i in expected]  # each, to both people
+    assert report["escalation"]["created"] == 2 * len(expected)
+    again = json.loads(CliRunner().invoke(cli, [*args, "--escalate-to", "ana"]).output)
+    assert again["escalation"]["created"] == 0
+    calibration = tmp_path / "judge.jsonl"
+    calibration.write_text('{"human": "A", "probs": [0.9, 0.1]}\n')
+    refused = CliRunner().invoke(cli, ["calibrate", str(calibration), "--escalate-to", "ana"])
+    assert refused.exit_code == 1 and "name one dataset" in str(refused.exception)

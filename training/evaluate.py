@@ -35,6 +35,7 @@ import numpy as np
 from curation.errors import CuratorError
 from curation.evalsets import EvalSet, rewardbench_score
 from curation.store import Store
+from curation.workspace import Workspace
 from training.data import ChatExample, PreferencePair, read_jsonl
 from training.runs import get_run, set_evaluation
 from training.trainer_base import chat_ids, keep_end
@@ -645,6 +646,15 @@ def parse_suite(text: str) -> tuple[str, str]:
     if name != "heldout" and not source.strip():
         raise CuratorError(f"eval suite {name!r} needs a source: {name}:<file or dataset>")
     return name, source.strip()
+
+
+def confined_suite(suite: str, workspace: Workspace) -> str:
+    """A suite typed into the app, its file held to the workspace (``Workspace.confine_source``);
+    a safety suite names a dataset and is kept as typed."""
+    name, source = parse_suite(suite)
+    if name in ("heldout", "safety"):
+        return f"{name}:{source}" if source else name
+    return f"{name}:{workspace.confine_source(source, what=f'{name} file', hub=False)}"
 
 
 def check_suites(store: Store | None, suites: Sequence[str]) -> None:

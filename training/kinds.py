@@ -11,6 +11,7 @@ heartbeat rules.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,8 +59,33 @@ class JobContext:
         jobs.add_metrics(self.store, self.job.id, step, values)
 
     def checkpoint(self, path: str | Path) -> None:
+        """Record a checkpoint the job has finished writing; a retry resumes from it."""
         jobs.set_checkpoint(self.store, self.job.id, str(path))
         self.job.checkpoint_path = str(path)
+
+    def checkpoint_state(self, name: str, state: dict[str, Any]) -> Path:
+        """Write a small JSON checkpoint atomically and record it.
+
+        A job's process group can be SIGKILLed at any instant (its worker died, or a cancel ran
+        out of grace). Rewriting the recorded file in place could then leave it empty, and the
+        retry that should resume from it would fail; a renamed temporary file is either the old
+        state or the new one.
+        """
+        path = self.run_dir / name
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            with partial.open("w") as handle:
+                json.dump(state, handle, sort_keys=True)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        self.checkpoint(path)
+        return path
+
+    def resumed_state(self) -> dict[str, Any] | None:
+        """The state last saved with :meth:`checkpoint_state`, when this run is a resumption."""
+        path = self.resume_from
+        return json.loads(Path(path).read_text()) if path else None
 
     def should_stop(self) -> bool:
         """Whether someone asked to cancel; long loops check it between steps."""

@@ -7,7 +7,6 @@ missing), and a judge skips the pairs it has labelled.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,15 +102,14 @@ def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
         raise CuratorError(f"a sweep job needs {exc.args[0]!r} in its spec") from None
     config = SweepConfig.from_dict(spec.get("config", {})).validate()
     store = ctx.store
-    if ctx.resume_from:  # requeued, or retried after a cancel: continue the same sweep
-        sweep_id = json.loads(Path(ctx.resume_from).read_text())["sweep_id"]
+    resumed = ctx.resumed_state()
+    if resumed:  # requeued, or retried after a cancel: continue the same sweep
+        sweep_id = resumed["sweep_id"]
     else:
-        marker = ctx.run_dir / "sweep.json"
         store.dataset(dataset)
         store.dataset(eval_dataset)
         sweep_id = create_sweep(store, dataset, eval_dataset, config)
-        marker.write_text(json.dumps({"sweep_id": sweep_id}))
-        ctx.checkpoint(marker)
+        ctx.checkpoint_state("sweep.json", {"sweep_id": sweep_id})
     missing = config.runs - sweep_info(store, sweep_id)["runs"]
     if missing > 0:
         remaining = SweepConfig.from_dict(config.to_dict())

@@ -92,7 +92,7 @@ def _launch_section(store, user: User) -> None:
     if not submitted:
         return
     try:
-        config = config_cls(**values).validate()
+        config = config_cls(**_confined(values, store.workspace)).validate()
         job_id = jobs.enqueue(
             store, kind, config.to_spec(), max_retries=int(retries), created_by=user.name
         )
@@ -100,6 +100,19 @@ def _launch_section(store, user: User) -> None:
         widgets.error(exc)
         return
     _queued(store.workspace, job_id, f"Queued job {job_id} ({TRAINERS[kind]})")
+
+
+def _confined(values: dict, workspace: Workspace) -> dict:
+    """The form's values with the model and eval files it names held to the workspace: a page
+    must not make the server read its other files (``Workspace.confine_source``)."""
+    from training.evaluate import confined_suite
+
+    values = dict(values)
+    if values.get("base_model"):
+        values["base_model"] = workspace.confine_source(values["base_model"], what="base model")
+    if values.get("eval_sets"):
+        values["eval_sets"] = tuple(confined_suite(s, workspace) for s in values["eval_sets"])
+    return values
 
 
 def _queued(workspace: Workspace, job_id: int, message: str) -> None:

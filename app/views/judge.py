@@ -64,10 +64,13 @@ def _run_judge_form() -> None:
         if not st.form_submit_button("Run judge", key="run_judge_submit"):
             return
     try:
+        model = model.strip() or None
+        if model and backend != "openai":  # a served model's name is no path on this machine
+            model = store.workspace.confine_source(model)
         judge = Judge(
             name=name.strip(),
             backend=backend,
-            model=model.strip() or None,
+            model=model,
             template=template,
             url=url.strip() or None,
             personas=int(personas),

@@ -10,6 +10,7 @@ finish and compares its run.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,9 @@ def test_a_curator_runs_a_judge_and_escalates_what_it_cannot_be_trusted_on(
     page = curator_page
     open_page(page, "Judge", "Escalate to annotators")
     page.get_by_text("Run a judge on this dataset").click()
-    page.get_by_label("Model", exact=True).fill(str(tiny_model))
+    # the page loads local models only from the workspace (or CURATOR_MODEL_ROOTS)
+    shutil.copytree(tiny_model, demo_root / "models" / "tiny-judge")
+    page.get_by_label("Model", exact=True).fill("models/tiny-judge")
     page.get_by_label("Label name", exact=True).fill("tiny-judge")
     page.get_by_label("Pairs to judge", exact=True).fill("3")
     page.get_by_role("button", name="Run judge").click()

@@ -235,6 +235,98 @@ def test_an_upload_is_saved_in_imports_whatever_its_name(env, curator_session) -
     assert not (ws.root.parent / "uploaded.jsonl").exists()
 
 
+# ---- models and eval files named on a page ------------------------------------------------------
+
+
+def test_a_source_typed_in_the_app_is_a_hub_id_or_a_file_in_the_workspace(env, monkeypatch):
+    """Hub ids and bare model names pass as typed; local paths resolve inside the workspace;
+    a path elsewhere, a link leading out, or a name the server's working folder holds (a loader
+    would read it from there) is refused, unless the server's owner listed its folder."""
+    ws, outside = env
+    monkeypatch.delenv("CURATOR_MODEL_ROOTS", raising=False)
+    (ws.root / "models" / "mine").mkdir(exist_ok=True)
+    (ws.root / "models" / "out").unlink(missing_ok=True)
+    (ws.root / "models" / "out").symlink_to(outside, target_is_directory=True)
+    assert ws.confine_source("HuggingFaceTB/SmolLM2-135M-Instruct") == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    assert ws.confine_source("smollm2") == "smollm2"
+    assert ws.confine_source("models/mine") == str((ws.root / "models" / "mine").resolve())
+    assert ws.confine_source(str(ws.root / "models" / "mine")).endswith("models/mine")
+    for ref in [str(outside), "../outside", "models/out", "~", "tests/conftest.py", "a\x00b", ""]:
+        with pytest.raises(CuratorError):
+            ws.confine_source(ref)
+    # where a file is wanted, a name is a path in the workspace (a missing file fails later)
+    assert ws.confine_source("org/name", hub=False) == str((ws.root / "org" / "name").resolve())
+    monkeypatch.setenv("CURATOR_MODEL_ROOTS", str(outside))
+    assert ws.confine_source(str(outside / "secret.jsonl")) == str(outside / "secret.jsonl")
+
+
+def jobs_form(session, kind: str = "reward"):
+    at = on_page(session, "jobs.py")
+    at.selectbox(key="jobs_kind").set_value(kind)
+    return hw.run(at)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("base_model", "{outside}"),
+        ("base_model", "../outside"),
+        ("base_model", "tests"),
+        ("eval_sets", "gsm8k:{outside}/secret.jsonl"),
+        ("eval_sets", "xstest:../../outside/secret.jsonl"),
+    ],
+    ids=repr,
+)
+def test_the_jobs_page_loads_no_model_or_eval_file_outside_the_workspace(
+    env, curator_session, field, value
+) -> None:
+    """A base model or an eval file typed into the Jobs form, outside the workspace: refused
+    before the job is queued, so no worker ever reads it."""
+    ws, outside = env
+    with Store.open(ws) as store:
+        queued = len(jobs.list_jobs(store))
+    at = jobs_form(curator_session, "sft")
+    box = at.text_area if field == "eval_sets" else at.text_input
+    box(key=f"jobs_sft_{field}").set_value(typed(value, outside))
+    hw.run(at.button(key="jobs_launch").click())
+    assert refused(at), [e.value for e in at.error]
+    with Store.open(ws) as store:
+        assert len(jobs.list_jobs(store)) == queued
+
+
+def test_the_jobs_page_queues_a_model_in_the_workspace_by_its_resolved_path(
+    env, curator_session, monkeypatch
+) -> None:
+    from training.worker import NO_AUTO_WORKER_ENV
+
+    monkeypatch.setenv(NO_AUTO_WORKER_ENV, "1")
+    ws, _ = env
+    (ws.root / "models" / "mine").mkdir(exist_ok=True)
+    at = jobs_form(curator_session, "reward")
+    at.selectbox(key="jobs_reward_dataset").set_value("prefs")
+    at.text_input(key="jobs_reward_base_model").set_value("models/mine")
+    hw.run(at.button(key="jobs_launch").click())
+    assert not hw.exceptions(at) and not at.error, [e.value for e in at.error]
+    with Store.open(ws) as store:
+        job = jobs.list_jobs(store)[0]
+    assert job.spec["base_model"] == str((ws.root / "models" / "mine").resolve())
+
+
+@pytest.mark.parametrize("model", ["{outside}", "../outside", "tests"], ids=repr)
+def test_the_judge_page_loads_no_model_outside_the_workspace(env, curator_session, model) -> None:
+    """A local judge model typed on the Judge page, outside the workspace: refused before
+    anything is loaded or a label written."""
+    ws, outside = env
+    before = hw.content_digest(ws)
+    at = on_page(curator_session, "judge.py")
+    next(t for t in at.text_input if t.label == "Model").set_value(typed(model, outside))
+    hw.run(at.button(key="run_judge_submit").click())
+    assert refused(at), [e.value for e in at.error]
+    assert hw.content_digest(ws) == before
+
+
 # ---- the command line --------------------------------------------------------------------------
 
 

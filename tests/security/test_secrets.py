@@ -29,6 +29,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
+from curation.errors import CuratorError
 from curation.store import Store
 from curation.workspace import Workspace
 from training import jobs
@@ -143,6 +144,42 @@ def test_a_judge_server_key_is_in_no_store_file_or_output(
     if server == "echo_server":
         assert "Bearer ***" in message  # the server did quote it, and it was masked
     assert not leaks(JUDGE_KEY, ws, texts=(result.output, message))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://judge:{key}@{host}/v1",
+        "http://{key}@{host}/v1",
+        "{echo}/v1?api_key={key}",
+        "{echo}/v1?x=1&Access-Token={key}",
+    ],
+    ids=["user-and-password", "user", "key-in-query", "token-in-query"],
+)
+def test_a_judge_url_holding_a_credential_is_refused_before_anything_is_kept(
+    ws: Workspace, echo_server: str, url: str
+) -> None:
+    """The server URL is recorded with the judge's labels: one holding a credential is refused,
+    in the foreground and as a job, and the advice is to use the key's variable instead."""
+    host = echo_server.removeprefix("http://")
+    typed = url.format(key=JUDGE_KEY, host=host, echo=echo_server)
+    before = hw.content_digest(ws)
+    for extra in ([], ["--background"]):
+        result = judge_cli("--url", typed, *extra)
+        message = str(result.exception)
+        assert result.exit_code == 1 and "api_key_env" in message, result.output
+        assert not leaks(JUDGE_KEY, ws, texts=(result.output, message))
+    assert hw.content_digest(ws) == before
+
+
+def test_a_plain_judge_url_is_kept_as_typed(echo_server: str) -> None:
+    from routing.judges import Judge
+
+    judge = Judge(backend="openai", model="m", url=f" {echo_server}/v1?x=1 ")
+    assert judge.url == f"{echo_server}/v1?x=1"
+    for bad in ["ftp://host/v1", "http:///v1", "http://host:port/v1", "localhost:8000"]:
+        with pytest.raises(CuratorError):
+            Judge(backend="openai", model="m", url=bad)
 
 
 def test_a_background_judge_job_keeps_the_key_in_its_environment_only(
