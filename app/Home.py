@@ -26,13 +26,24 @@ def menu(user: User) -> dict[str, list[st.Page]]:
     return sections
 
 
+def sign_in_pages() -> list[st.Page]:
+    """The sign-in page, at the app's root and at every page's own URL.
+
+    A link to a page (``/jobs``) opened before signing in shows the sign-in there instead of a
+    "Page not found"; once signed in, the rerun finds that page in the user's menu and opens it.
+    A role that may not open it is told the page does not exist and gets its own first page.
+    """
+    pages = [st.Page(auth.login_page, title="Sign in", icon=":material/login:", default=True)]
+    for spec in state.available_pages():
+        url_path = st.Page(spec.path).url_path  # the path the signed-in menu will give it
+        pages.append(st.Page(auth.login_page, title=spec.title, url_path=url_path))
+    return pages
+
+
 user = state.current_user()
 if user is None:
-    # The sign-in page is all a session nobody is signed in to can reach.
-    st.navigation(
-        [st.Page(auth.login_page, title="Sign in", icon=":material/login:", default=True)],
-        position="hidden",
-    ).run()
+    # The sign-in page is all a session nobody is signed in to can reach, under any page's URL.
+    st.navigation(sign_in_pages(), position="hidden").run()
 else:
     current = st.navigation(menu(user))
     auth.account_sidebar(user)

@@ -59,8 +59,8 @@ def account_sidebar(user: User) -> None:
         if state.is_local_curator(user):
             st.info(LOCAL_NOTICE, icon=":material/person:")
             return
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        left.caption(f"Signed in as **{user.name}** ({user.role})")
-        right.button(
+        # One above the other: side by side, the button's label was cut off at 1280 px.
+        st.caption(f"Signed in as **{user.name}** ({user.role})")
+        st.button(
             "Sign out", key="auth_sign_out", on_click=state.sign_out, icon=":material/logout:"
         )

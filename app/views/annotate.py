@@ -199,20 +199,18 @@ def label_form(store: Store, user: User, instance_id: int) -> None:
     choice_row(store, user, instance_id)
     reasons_pills(store, user, instance_id, "overall")
     for aspect in ASPECTS[1:]:
-        left, right = st.columns([2, 3])
-        with left:
-            st.segmented_control(
-                ASPECT_TITLES[aspect],
-                SCALE,
-                format_func=CHOICES.__getitem__,
-                key=field(aspect, instance_id),
-                help=ASPECT_QUESTIONS[aspect],
-                on_change=save_draft,
-                args=(store, user, instance_id),
-            )
-        with right:
-            st.space("small")
-            reasons_pills(store, user, instance_id, aspect)
+        # The scale over the reasons, full width: beside them, "B clearly" and the last reasons
+        # were cut off on a 1280 px screen.
+        st.segmented_control(
+            ASPECT_TITLES[aspect],
+            SCALE,
+            format_func=CHOICES.__getitem__,
+            key=field(aspect, instance_id),
+            help=ASPECT_QUESTIONS[aspect],
+            on_change=save_draft,
+            args=(store, user, instance_id),
+        )
+        reasons_pills(store, user, instance_id, aspect)
     st.segmented_control(
         "Confidence",
         CONFIDENCE_LEVELS,

@@ -270,15 +270,29 @@ def test_the_route_page_shows_the_predictors_fit_on_the_sweep(curator_page):
     screenshot(page, "route")
 
 
+def test_a_link_to_a_page_opened_before_signing_in_opens_it_after(app, browser):
+    """A colleague's link to /compare: the sign-in form shows there (no "Page not found"), and
+    signing in opens Compare, not the first page of the menu."""
+    with new_page(browser) as page:
+        page.goto(f"{app.url}/compare")
+        page.get_by_label("User name", exact=True).wait_for()
+        assert close_dialog(page) is None
+        sign_in(page, None, "boss")
+        expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
+        assert page.url.rstrip("/").endswith("/compare")
+        assert_no_exception(page)
+
+
 def test_an_annotator_gets_the_annotate_page_only(app, browser):
-    """The menu offers no curator page, and a curator page's URL opened directly is refused: the
-    app says the page does not exist and, once signed in, shows the annotator's own page."""
+    """The menu offers no curator page, and a curator page's URL opened directly is refused:
+    once signed in, the annotator is taken to their own page instead."""
     with new_page(browser) as page:
         page.goto(f"{app.url}/jobs")
         page.get_by_label("User name", exact=True).wait_for()
-        assert "Page not found" in (close_dialog(page) or "")
         sign_in(page, None, "ana")
+        close_dialog(page)
         assert main_text(page).startswith("Annotate")
+        assert not page.url.rstrip("/").endswith("/jobs")
         assert not set(menu_titles(page)) & CURATOR_PAGES
         for title in CURATOR_PAGES | {"Judges"}:
             assert page.get_by_role("heading", name=title, exact=True).count() == 0
