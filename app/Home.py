@@ -21,7 +21,13 @@ def menu(user: User) -> dict[str, list[st.Page]]:
     specs = state.pages_for(user)
     sections: dict[str, list[st.Page]] = {}
     for spec in specs:
-        page = st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec is specs[0])
+        page = st.Page(
+            spec.path,
+            title=spec.title,
+            icon=spec.icon,
+            url_path=spec.url_path,
+            default=spec is specs[0],
+        )
         sections.setdefault(spec.section, []).append(page)
     return sections
 
@@ -35,8 +41,7 @@ def sign_in_pages() -> list[st.Page]:
     """
     pages = [st.Page(auth.login_page, title="Sign in", icon=":material/login:", default=True)]
     for spec in state.available_pages():
-        url_path = st.Page(spec.path).url_path  # the path the signed-in menu will give it
-        pages.append(st.Page(auth.login_page, title=spec.title, url_path=url_path))
+        pages.append(st.Page(auth.login_page, title=spec.title, url_path=spec.url_path))
     return pages
 
 

@@ -62,6 +62,12 @@ class PageSpec:
     def path(self) -> Path:
         return APP_DIR / "views" / self.script
 
+    @property
+    def url_path(self) -> str:
+        """The page's address under the app (``/jobs``), stated rather than left to Streamlit's
+        inference, so the sign-in page can answer at it too."""
+        return Path(self.script).stem
+
     def exists(self) -> bool:
         return self.path.is_file()
 

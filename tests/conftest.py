@@ -63,15 +63,21 @@ def app_listens_locally():
     config.set_option("server.address", before)
 
 
+# pytest's own __main__, taken before any test (or module fixture) ran a Streamlit page.
+PYTEST_MAIN = sys.modules.get("__main__")
+
+
 @pytest.fixture(autouse=True)
 def main_module_restored():
     """Streamlit's script runner (AppTest included) replaces ``sys.modules['__main__']`` with the
     page it ran; a later test that spawns processes would then re-run that page in every child.
-    Put pytest's own ``__main__`` back after each test."""
-    before = sys.modules.get("__main__")
+    Put pytest's own ``__main__`` back before and after each test: a module-scoped fixture that
+    ran a page was set up before this fixture could look, so "whatever was there" is not it."""
+    if PYTEST_MAIN is not None:
+        sys.modules["__main__"] = PYTEST_MAIN
     yield
-    if before is not None:
-        sys.modules["__main__"] = before
+    if PYTEST_MAIN is not None:
+        sys.modules["__main__"] = PYTEST_MAIN
 
 
 @pytest.fixture

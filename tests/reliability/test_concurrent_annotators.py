@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
+import time
 import traceback
 
 import pytest
@@ -37,6 +39,20 @@ def _annotate(root: str, name: str, start, results) -> None:
     results.put((name, done, error))
 
 
+def _reports(results, procs, timeout_s: float = 300.0) -> list:
+    """One report per process; fails at once, with the exit codes, when one died without
+    reporting (it never got to run its session) instead of waiting out the whole timeout."""
+    reports, deadline = [], time.monotonic() + timeout_s
+    while len(reports) < len(procs):
+        try:
+            reports.append(results.get(timeout=1.0))
+        except queue.Empty:
+            died = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not died, f"annotator processes died without reporting: exit codes {died}"
+            assert time.monotonic() < deadline, "the annotators did not finish in time"
+    return reports
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("cheap_password_hashing")
 def test_twenty_annotators_submit_ten_thousand_labels_concurrently(store, workspace):
@@ -63,7 +79,7 @@ def test_twenty_annotators_submit_ten_thousand_labels_concurrently(store, worksp
     for p in procs:
         p.start()
     start.set()
-    reports = [results.get(timeout=300) for _ in procs]
+    reports = _reports(results, procs)
     for p in procs:
         p.join(timeout=60)
 
