@@ -37,7 +37,8 @@ def sign_in_pages() -> list[st.Page]:
 
     A link to a page (``/jobs``) opened before signing in shows the sign-in there instead of a
     "Page not found"; once signed in, the rerun finds that page in the user's menu and opens it.
-    A role that may not open it is told the page does not exist and gets its own first page.
+    A role that may not open it gets its own first page instead (with no message: Streamlit's
+    "Page not found" shows only for the address a session opens with).
     """
     pages = [st.Page(auth.login_page, title="Sign in", icon=":material/login:", default=True)]
     for spec in state.available_pages():
