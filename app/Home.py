@@ -15,6 +15,8 @@ from curation.users import User
 
 st.set_page_config(page_title="Hybrid Curator", page_icon=":material/balance:", layout="wide")
 
+_ASKED_FOR = "_curator_asked_for"  # the page address a signed-out session opened
+
 
 def menu(user: User) -> dict[str, list[st.Page]]:
     """The pages this user's role may open, by menu section; the first one is the default."""
@@ -37,8 +39,8 @@ def sign_in_pages() -> list[st.Page]:
 
     A link to a page (``/jobs``) opened before signing in shows the sign-in there instead of a
     "Page not found"; once signed in, the rerun finds that page in the user's menu and opens it.
-    A role that may not open it gets its own first page instead (with no message: Streamlit's
-    "Page not found" shows only for the address a session opens with).
+    A role that may not open it gets its own first page instead, with
+    :func:`refused_page_notice` saying why.
     """
     pages = [st.Page(auth.login_page, title="Sign in", icon=":material/login:", default=True)]
     for spec in state.available_pages():
@@ -46,13 +48,39 @@ def sign_in_pages() -> list[st.Page]:
     return pages
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def refused_page_notice(user: User) -> str | None:
+    """Why this user is not on the page whose address they opened before signing in, if so.
+
+    Streamlit's own "Page not found" shows only for the address a session opens with, which
+    was the sign-in page's: without this, an annotator following a curator's link to ``/jobs``
+    would land on Annotate with no word of why. Said once: the address is forgotten here.
+    """
+    asked = st.session_state.pop(_ASKED_FOR, None)
+    spec = next((s for s in state.available_pages() if asked and s.url_path == asked), None)
+    if spec is None or user.role in spec.roles:
+        return None
+    allowed = " or ".join(f"{role}s" for role in spec.roles)
+    return (
+        f"The {spec.title} page you opened is for {allowed}, and {user.name} is "
+        f"{_article(user.role)} {user.role}: this is your own first page."
+    )
+
+
 user = state.current_user()
 if user is None:
     # The sign-in page is all a session nobody is signed in to can reach, under any page's URL.
-    st.navigation(sign_in_pages(), position="hidden").run()
+    sign_in = st.navigation(sign_in_pages(), position="hidden")
+    st.session_state[_ASKED_FOR] = sign_in.url_path
+    sign_in.run()
 else:
     current = st.navigation(menu(user))
     auth.account_sidebar(user)
     if user.is_curator:
         st.sidebar.caption(f"Workspace: `{state.workspace().root}`")
+    if notice := refused_page_notice(user):
+        st.info(notice, icon=":material/block:")
     current.run()

@@ -280,18 +280,20 @@ def test_a_link_to_a_page_opened_before_signing_in_opens_it_after(app, browser):
         sign_in(page, None, "boss")
         expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
         assert page.url.rstrip("/").endswith("/compare")
+        assert page.get_by_text("page you opened is for").count() == 0
         assert_no_exception(page)
 
 
 def test_an_annotator_gets_the_annotate_page_only(app, browser):
     """The menu offers no curator page, and a curator page's URL opened directly is refused:
-    once signed in, the annotator is taken to their own page instead."""
+    once signed in, the annotator is taken to their own page instead, and told why."""
     with new_page(browser) as page:
         page.goto(f"{app.url}/jobs")
         page.get_by_label("User name", exact=True).wait_for()
         sign_in(page, None, "ana")
         close_dialog(page)
-        assert main_text(page).startswith("Annotate")
+        expect(page.get_by_text("The Jobs page you opened is for curators")).to_be_visible()
+        expect(page.get_by_role("heading", name="Annotate", exact=True)).to_be_visible()
         assert not page.url.rstrip("/").endswith("/jobs")
         assert not set(menu_titles(page)) & CURATOR_PAGES
         for title in CURATOR_PAGES | {"Judges"}:
