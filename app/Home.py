@@ -48,10 +48,6 @@ def sign_in_pages() -> list[st.Page]:
     return pages
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
 def refused_page_notice(user: User) -> str | None:
     """Why this user is not on the page whose address they opened before signing in, if so.
 
@@ -63,10 +59,9 @@ def refused_page_notice(user: User) -> str | None:
     spec = next((s for s in state.available_pages() if asked and s.url_path == asked), None)
     if spec is None or user.role in spec.roles:
         return None
-    allowed = " or ".join(f"{role}s" for role in spec.roles)
     return (
-        f"The {spec.title} page you opened is for {allowed}, and {user.name} is "
-        f"{_article(user.role)} {user.role}: this is your own first page."
+        f"The {spec.title} page you opened is for {state.roles_phrase(spec.roles)}, not for "
+        f"{state.roles_phrase([user.role])}: this is your own first page."
     )
 
 

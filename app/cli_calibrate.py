@@ -186,14 +186,11 @@ def _escalate(
     """Queue the instances every judge abstains on at its calibrated threshold (all of them
     where a judge abstains on everything, as its threshold is then None)."""
     from curation.queues import assign_escalations
-    from routing.selective import escalated_instance_ids
+    from routing.selective import unkept_instance_ids
 
     with _store(workspace, create=False) as store:
-        left: set[int] | None = None
-        for stage in stages:
-            abstained = set(escalated_instance_ids(store, dataset, stage.judge, stage.threshold))
-            left = abstained if left is None else left & abstained
-        return assign_escalations(store, dataset, sorted(left or ()), annotators, overlap=overlap)
+        unkept = unkept_instance_ids(store, dataset, stages)
+        return assign_escalations(store, dataset, unkept, annotators, overlap=overlap)
 
 
 def register(cli: typer.Typer) -> None:

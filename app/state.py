@@ -12,7 +12,7 @@ it again (:func:`require_page_role`), so a page opened by its URL refuses the wr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,6 +277,11 @@ def _forget_personal_state() -> None:
             del st.session_state[key]
 
 
+def roles_phrase(roles: Sequence[str]) -> str:
+    """Who a page is for, in words: ``("curator",)`` is "curators"."""
+    return " or ".join(f"{role}s" for role in roles)
+
+
 def require_page_role(*roles: str) -> User:
     """The current user, or stop the page here with a message when their role may not open it.
 
@@ -288,9 +293,8 @@ def require_page_role(*roles: str) -> User:
         st.warning("Sign in first: open the app's front page.", icon=":material/lock:")
         st.stop()
     if user.role not in roles:
-        allowed = " or ".join(f"{r}s" for r in roles)
         st.error(
-            f"This page is for {allowed}; you are signed in as {user.name} ({user.role}).",
+            f"This page is for {roles_phrase(roles)}; you are signed in as {user.name} ({user.role}).",
             icon=":material/block:",
         )
         st.stop()

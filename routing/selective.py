@@ -489,6 +489,20 @@ def escalated_instance_ids(
     return [i for i in every if i not in kept]
 
 
+def unkept_instance_ids(
+    store: Store, dataset: str, stages: Sequence[Calibration], *, aspect: str = "overall"
+) -> list[int]:
+    """Instances no judge of a cascade keeps at its calibrated threshold (for one judge, its
+    :func:`escalated_instance_ids`): what still needs people once every judge has had its say."""
+    left: set[int] | None = None
+    for stage in stages:
+        abstained = escalated_instance_ids(
+            store, dataset, stage.judge, stage.threshold, aspect=aspect
+        )
+        left = set(abstained) if left is None else left & set(abstained)
+    return sorted(left or ())
+
+
 def coverage_curve(items: Sequence[CalibrationItem]) -> pd.DataFrame:
     """For every distinct confidence taken as a threshold: coverage and agreement on kept items.
 

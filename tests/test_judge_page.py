@@ -150,3 +150,31 @@ def test_the_cli_escalates_the_instances_below_the_threshold_to_annotators(demo_
     calibration.write_text('{"human": "A", "probs": [0.9, 0.1]}\n')
     refused = CliRunner().invoke(cli, ["calibrate", str(calibration), "--escalate-to", "ana"])
     assert refused.exit_code == 1 and "name one dataset" in str(refused.exception)
+
+
+def test_a_cascade_escalates_only_what_no_judge_keeps(demo_ws):
+    """`unkept_instance_ids` intersects the stages: a stage with a higher threshold keeps less,
+    so the cascade's unkept set is the lower threshold's; a judge that keeps nothing changes
+    nothing."""
+    import dataclasses
+
+    from routing.selective import (
+        calibrate,
+        calibration_items_from_store,
+        escalated_instance_ids,
+        judges_in,
+        unkept_instance_ids,
+    )
+
+    with Store.open(demo_ws) as store:
+        judge = judges_in(store, "demo-prefs")[0]
+        result = calibrate(calibration_items_from_store(store, "demo-prefs", judge), 0.3, 0.1)
+        result = dataclasses.replace(result, judge=judge)
+        low, high, never = (dataclasses.replace(result, threshold=t) for t in (0.6, 0.9, None))
+        at_low = escalated_instance_ids(store, "demo-prefs", judge, 0.6)
+        at_high = escalated_instance_ids(store, "demo-prefs", judge, 0.9)
+        assert len(at_low) < len(at_high)
+        assert unkept_instance_ids(store, "demo-prefs", [high, low, never]) == at_low
+        assert unkept_instance_ids(store, "demo-prefs", [never]) == escalated_instance_ids(
+            store, "demo-prefs", judge, None
+        )
