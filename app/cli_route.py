@@ -32,6 +32,13 @@ def features_cmd(
     batch_size: Annotated[
         int, typer.Option(help="Texts per encoder forward pass (raise it on a GPU, e.g. 256).")
     ] = 16,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="LM judge whose confidence and order flips become features "
+            "(default: the one with the most labels)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute and store the routing features (lexical measures in thirds, prompt tags)."""
@@ -46,6 +53,7 @@ def features_cmd(
         tagger_backend=tagger_backend,
         tagger_model=tagger_model,
         tagger_url=tagger_url,
+        judge=judge,
     )
     ws = Workspace.resolve(workspace)
     with _store(ws, create=False) as store:
@@ -64,17 +72,35 @@ def features_cmd(
         f"{dataset}: {summary.instances} pairs, {len(summary.counts)} binary features "
         f"({len(summary.measures)} measures in thirds, tags: {', '.join(summary.tags) or 'none'})"
     )
+    for name, tag in summary.tag_report().items():
+        line = f"  {name}: {tag['unknown_share']:.0%} unknown"
+        if not tag["used_by_predictor"]:
+            line += f"; left out of the routing predictor: {tag['reason']}"
+        typer.echo(line)
 
 
 def sweep_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset labelled by both humans and an LM.")],
     eval_set: Annotated[
-        str | None, typer.Option("--eval", help="RewardBench-format eval dataset.")
+        str | None,
+        typer.Option("--eval", help="RewardBench-format eval dataset (implies --target eval)."),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="crossfit (cross-fitted agreement with gold or the human majority on "
+            "the dataset's own pairs) or eval (default: eval with --eval, "
+            "else crossfit)."
+        ),
+    ] = None,  # fmt: skip
     runs: Annotated[int, typer.Option(help="Reward models to train.")] = 200,
     workspace: WorkspaceOpt = None,
-    sampler: Annotated[str, typer.Option(help="grouped, uniform or mixed.")] = "mixed",
+    sampler: Annotated[str, typer.Option(help="grouped, uniform or mixed.")] = "grouped",
     seed: Annotated[int, typer.Option(help="Seed of the split draws.")] = 0,
+    folds: Annotated[int, typer.Option(help="crossfit: folds.")] = 5,
+    representation: Annotated[
+        str, typer.Option(help="Probe's representation: tfidf, minilm or tfidf+minilm.")
+    ] = "tfidf",
     judge: Annotated[
         str | None, typer.Option(help="LM judge whose labels to use (default: the most used).")
     ] = None,
@@ -82,14 +108,18 @@ def sweep_cmd(
         str, typer.Option(help="collapse ('A slightly' counts as A) or drop.")
     ] = "collapse",
     kind: Annotated[
-        str, typer.Option(help="Predictor fitted after the sweep: lightgbm, linear, quadratic.")
-    ] = "lightgbm",
+        str | None,
+        typer.Option(
+            help="Predictor fitted after the sweep: linear, quadratic or lightgbm "
+            "(default: the one that routed best on held-out real data, linear)."
+        ),
+    ] = None,  # fmt: skip
     add_to: Annotated[int | None, typer.Option(help="Add the runs to this existing sweep.")] = None,
     scorer: Annotated[
         str,
         typer.Option(
             help="probe (fast, default) or reward_model (a full reward model a run; "
-            "needs --background)."
+            "needs --background and --eval)."
         ),
     ] = "probe",
     reward_steps: Annotated[
@@ -101,19 +131,24 @@ def sweep_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train reward probes on sampled human/LM splits, score them, fit the performance predictor."""
-    from routing.ppm import PPMConfig, train_ppm
+    from routing.ppm import DEFAULT_KIND, PPMConfig, train_ppm
+    from routing.reward_probe import ProbeConfig
     from routing.splits import LabelConfig
     from routing.sweeps import SweepConfig, run_sweep, sweep_info
 
-    if eval_set is None and add_to is None:
-        raise _fail("name the eval set: --eval EVALSET (a RewardBench-format dataset)")
+    kind = kind or DEFAULT_KIND
     config = SweepConfig(
         runs=runs,
         sampler=sampler,
         seed=seed,
         scorer=scorer,
+        target=target or ("eval" if eval_set else "crossfit"),
+        folds=folds,
         labels=LabelConfig(slight=slight, judge=judge),
+        probe=ProbeConfig(representation=representation),
     ).validate()
+    if config.target == "eval" and eval_set is None and add_to is None:
+        raise _fail("name the eval set: --eval EVALSET (a RewardBench-format dataset)")
     if scorer != "probe" and not background:
         raise _fail("a reward_model sweep trains a model per run: run it with --background")
     with _store(workspace, create=False) as store:
@@ -128,15 +163,15 @@ def sweep_cmd(
             enqueue_and_report(store, "sweep", spec, as_json=as_json)
             return
         with progress_bar("sweep", "run", quiet=as_json) as progress:
-            sweep_id = run_sweep(
-                store, dataset, eval_set or "", config, sweep_id=add_to, progress=progress
-            )
+            sweep_id = run_sweep(store, dataset, eval_set, config, sweep_id=add_to,
+                                 progress=progress)  # fmt: skip
         predictor = train_ppm(store, sweep_id, PPMConfig(kind=kind))
         info = sweep_info(store, sweep_id)
     cv = predictor.metrics["cv"]
     result = {
         "sweep_id": sweep_id,
         "runs": info["runs"],
+        "target": info["config"].get("target"),
         "ppm_id": predictor.id,
         "kind": predictor.kind,
         "cv": cv,
@@ -146,13 +181,20 @@ def sweep_cmd(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
+    scored_on = info["eval_dataset"] or "its own pairs, cross-fitted"
     typer.echo(
-        f"sweep {sweep_id}: {info['runs']} runs on {info['dataset']} scored on "
-        f"{info['eval_dataset']}; predictor {predictor.id} ({predictor.kind}): "
-        f"CV R^2 {cv['r2']:.3f}, Spearman {cv['spearman']:.3f}"
+        f"sweep {sweep_id}: {info['runs']} runs on {info['dataset']} scored on {scored_on}; "
+        f"predictor {predictor.id} ({predictor.kind}): CV R^2 {cv['r2']:.3f}, Spearman "
+        f"{cv['spearman']:.3f}; with the budget's share removed: partial R^2 "
+        f"{cv.get('partial_r2', float('nan')):.3f}, Spearman within budget "
+        f"{cv.get('spearman_within_budget', float('nan')):.3f}"
     )
     for name, metrics in predictor.metrics["baselines"].items():
-        typer.echo(f"  {name:<10} R^2 {metrics['r2']:7.3f}  Spearman {metrics['spearman']:6.3f}")
+        typer.echo(
+            f"  {name:<10} R^2 {metrics['r2']:7.3f}  Spearman {metrics['spearman']:6.3f}  "
+            f"partial R^2 {metrics.get('partial_r2', float('nan')):7.3f}"
+        )
+    typer.echo("Prove it before you trust it: `curator route " + dataset + " --evaluate`.")
 
 
 def route_cmd(
@@ -160,7 +202,13 @@ def route_cmd(
     budget: Annotated[
         float, typer.Option(help="Human share (0-1) or a number of instances.")
     ] = 0.25,
-    method: Annotated[str, typer.Option(help="topk, simulated or greedy.")] = "topk",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="topk, simulated or greedy (default: topk for a linear predictor, "
+            "simulated for the others)."
+        ),
+    ] = None,  # fmt: skip
     workspace: WorkspaceOpt = None,
     ppm: Annotated[
         int | None, typer.Option(help="Predictor id (default: the newest for the dataset).")
@@ -171,23 +219,25 @@ def route_cmd(
         bool,
         typer.Option(
             "--evaluate",
-            help="Train reward models on routed, random, all-human and all-LM splits and compare.",
+            help="Prove the routing: reward models on routed, random, all-human, all-LM, oracle "
+            "and confidence splits, paired over seeds, on rows no sweep run was scored on.",
         ),
     ] = False,
     eval_set: Annotated[
         str | None, typer.Option("--eval", help="Eval set for --evaluate (default: the sweep's).")
     ] = None,
-    seeds: Annotated[int, typer.Option(help="--evaluate: seeds per method and budget.")] = 5,
+    seeds: Annotated[int, typer.Option(help="--evaluate: paired seeds.")] = 10,
+    folds: Annotated[
+        int | None, typer.Option(help="--evaluate: crossfit folds (default: the sweep's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Choose the instances that go to humans and store the plan (or, with --evaluate, prove it)."""
     from curation.errors import CuratorError
-    from routing.evaluation import EvaluateConfig, evaluate_routing, routing_table
+    from routing.evaluation import EvaluateConfig, prove_predictor, routing_table
     from routing.ppm import load_ppm
-    from routing.router import RouteConfig, route, save_plan
-    from routing.sweeps import SweepConfig, SweepData
+    from routing.router import RouteConfig, default_method, route, save_plan
 
-    route_config = RouteConfig(method=method, budget=budget, candidates=candidates, seed=seed)
     with _store(workspace, create=False) as store:
         store.dataset(dataset)
         if ppm is None:
@@ -197,25 +247,29 @@ def route_cmd(
                 predictor = load_ppm(store)
         else:
             predictor = load_ppm(store, ppm)
+        method = method or default_method(predictor.kind)
+        route_config = RouteConfig(method=method, budget=budget, candidates=candidates, seed=seed)
         if evaluate:
-            eval_name = eval_set or predictor.provenance.get("eval_dataset")
-            if not eval_name:
-                raise _fail("name the eval set with --eval")
-            # the same labels the predictor's sweep trained on
-            stored = SweepConfig.from_dict(predictor.provenance.get("sweep_config") or {})
-            data = SweepData.load(store, dataset, eval_name, labels=stored.labels)
             config = EvaluateConfig(seeds=seeds, route=route_config)
             with progress_bar("evaluate", "model", quiet=as_json) as progress:
-                rows = evaluate_routing(data, predictor, config, progress=progress)
+                proof = prove_predictor(store, dataset, predictor, config, eval_set=eval_set,
+                                        folds=folds, progress=progress)  # fmt: skip
             if as_json:
-                typer.echo(json.dumps([{k: r[k] for k in ("method", "budget", "mean", "std",
-                                                          "seeds")} for r in rows], indent=2))  # fmt: skip
-            else:
-                typer.echo(
-                    f"{dataset}: reward probes scored on {eval_name} (RewardBench overall), "
-                    f"router {method} with predictor {predictor.id}"
-                )
-                typer.echo(routing_table(rows))
+                keys = ("method", "budget", "mean", "std", "seeds", "delta_vs_random",
+                        "delta_se", "best_baseline", "delta_vs_best", "delta_vs_best_se",
+                        "delta", "se", "verdict", "significant")  # fmt: skip
+                rows = [{k: r[k] for k in keys if k in r} for r in proof.rows]
+                typer.echo(json.dumps(rows, indent=2))
+                return
+            typer.echo(
+                f"{dataset}: reward probes scored on {proof.scored_on}; router {method} with "
+                f"predictor {predictor.id} ({predictor.kind}); {seeds} paired seeds"
+            )
+            typer.echo(routing_table(proof.rows))
+            if not proof.confidence_router:
+                typer.echo("(no confidence router: the LM labels carry no confidence or order)")
+            if not proof.headroom["significant"]:
+                typer.echo("Routing is not shown to help on this data: see the verdict above.")
             return
         plan = route(store, dataset, route_config, predictor=predictor)
         save_plan(store, plan)

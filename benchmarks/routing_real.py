@@ -1,30 +1,32 @@
-"""The Hybrid Preferences comparison on real labels: routed human/LM splits against random, all-human
-and all-LM splits, with reward probes scored on held-out human-labelled pairs and on RM-Bench.
+"""Routing on real labels, proven with paired statistics: does sending a budget of pairs to people,
+chosen by the performance predictor, beat a random choice of the same size?
 
-Training sets (each imported into a throw-away workspace through the project's presets):
+Data (each imported into a throw-away workspace through the project's presets, every pair used):
 
+- LLMBar (``llmbar/``): 885 pairs with a gold label (the human label here) and verdicts of several
+  judges in both orders; the LM label is one judge's original-order verdict (``--llmbar-judges``,
+  default ChatGPT and GPT-4, Vanilla_NoRules); the swapped-order verdict gives the judge's position
+  consistency, a routing feature and the confidence router's signal.
 - PandaLM (``pandalm/``): 999 pairs, 3 human labels each (the majority is the human label) and the
-  gpt-3.5-turbo verdict (the LM label). A seeded ``--holdout`` share of the pairs becomes an eval set
-  whose chosen side is the human majority (majority ties dropped); the rest is the training set.
-- LLMBar (``llmbar/``): 885 pairs with a gold label (expert-built for the LLMBar subsets, crowd or
-  expert votes for FairEval / LLMEval2 / MT-Bench) and LLM-judge verdicts; the gold label stands in
-  for the human label and one judge's verdict (``--llmbar-judge``, default GPT-4, Vanilla_NoRules,
-  original order) for the LM label. Same held-out split, chosen side = gold.
+  gpt-3.5-turbo verdict (the LM label).
 
-Eval sets: each training set's own held-out pairs, and RM-Bench (``rm_bench/*.json``; each prompt's
-3 chosen x 3 rejected flattened into its 3 same-style pairs, subset = the row's ``subset``; scored
-the RewardBench way, not with RM-Bench's easy/normal/hard matrix). For each (training set, eval set):
-features, a sweep of ``--runs`` Bradley-Terry probes, the LightGBM PPM (and the linear / quadratic
-baselines' cross-validated fit), then ``evaluate_routing`` at budgets 0.25 / 0.5 / 0.75 over
-``--seeds`` seeds, once per router method.
+For each (dataset, judge), as the product does it (`curator features`, `sweep`, `route --evaluate`):
 
-Beside it, the paper code's reference numbers (``hybrid-preferences/rewardbench_multipref_feats_best
-.json``: RewardBench Overall of Tulu-2-13B reward models, Sep 2024). They are a different scale of
-experiment; compare the pattern (routed against random, all-LM against all-human), not the values.
+1. features (lexical measures, prompt tags that abstain, the judge's position consistency);
+2. **headroom first**: all-human minus all-LM, paired over ``--seeds`` seeds, for each probe
+   representation (``tfidf``, ``minilm``, ``tfidf+minilm``): the scorer whose headroom is largest is
+   the one that can show routing at all;
+3. a sweep of ``--runs`` probes (default scorer, feature-grouped splits, budgets uniform, scored by
+   5-fold cross-fitted agreement with the reference on the *fit* half of the pairs);
+4. each predictor kind (linear/top-k, quadratic/simulated, LightGBM/simulated, as HP pairs them)
+   fitted on that sweep, and ``evaluate_routing`` on the *proof* half: routed, random, all-human,
+   all-LM, oracle and confidence at 25/50/75%, each a paired delta against random with its SE.
 
-    .venv/bin/python benchmarks/routing_real.py --quick          # smoke run, a minute or two
-    .venv/bin/python benchmarks/routing_real.py                  # 200 runs, 5 seeds, full data
-    .venv/bin/python benchmarks/routing_real.py --data /path/to/shared/data --runs 300
+Beside it, the paper code's reference numbers (``hybrid-preferences/...``: RewardBench Overall of
+Tulu-2-13B reward models, Sep 2024): a different scale of experiment; compare the pattern.
+
+    .venv/bin/python benchmarks/routing_real.py --quick   # smoke run, about a minute
+    .venv/bin/python benchmarks/routing_real.py           # full data, 300 runs, 20 seeds
 
 Writes benchmarks/results/routing_real.{md,json} (``--no-save`` to skip).
 """
@@ -40,7 +42,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +51,13 @@ sys.path.insert(0, str(ROOT))
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 PAPER_FILE = Path("hybrid-preferences") / "rewardbench_multipref_feats_best.json"
-RMBENCH = "rm-bench"
 BUDGETS = (0.25, 0.5, 0.75)
+KINDS = ("linear", "quadratic", "lightgbm")
+REPRESENTATIONS = ("tfidf", "minilm", "tfidf+minilm")
 
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-# ---- building the eval and training sets ----------------------------------------------------
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -68,15 +67,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _split(n: int, holdout: float, seed: int):
-    import numpy as np
-
-    order = np.random.default_rng(seed).permutation(n)
-    cut = round(holdout * n)
-    return sorted(order[cut:].tolist()), sorted(order[:cut].tolist())
-
-
-def _subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+def _subsample(records: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
     import numpy as np
 
     if not limit or limit >= len(records):
@@ -85,212 +76,194 @@ def _subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
     return [records[i] for i in sorted(keep.tolist())]
 
 
-def _pandalm_majority(record: dict[str, Any]) -> int:
-    """The three annotators' plurality (0 tie, 1 response1, 2 response2); 0 when no single top
-    value, as SplitLabels decides the human label."""
-    votes = Counter(int(record[f"annotator{k}"]) for k in (1, 2, 3))
-    (top, n_top), *rest = votes.most_common()
-    if rest and rest[0][1] == n_top:
-        return 0
-    return top
-
-
-def _eval_row(item, chosen_is_a: bool, subset: str, uid: str) -> dict[str, Any]:
-    inst = item.instance
-    chosen, rejected = (
-        (inst.response_a, inst.response_b) if chosen_is_a else (inst.response_b, inst.response_a)
-    )
-    return {"id": uid, "prompt": inst.prompt, "chosen": chosen, "rejected": rejected,
-            "subset": subset}  # fmt: skip
-
-
 def import_rows(store, tmp: Path, name: str, preset: str, rows: list[dict]) -> int:
     from curation.importer import ImportOptions, import_path
 
     path = _write_jsonl(tmp / f"{name}.jsonl", rows)
-    report = import_path(store, path, ImportOptions(dataset=name, preset=preset))
-    return report.instances
-
-
-def build_pandalm(store, data: Path, tmp: Path, args) -> dict[str, Any]:
-    """pandalm-train (70%, pandalm preset: 3 human labels + gpt-3.5-turbo) and pandalm-heldout
-    (30%, rewardbench preset, chosen = human majority, majority ties dropped)."""
-    from curation.preset_schemas import pandalm_records
-    from curation.presets import get_preset
-
-    records = _subsample(list(pandalm_records(data / "pandalm")), args.limit, args.split_seed)
-    train_idx, held_idx = _split(len(records), args.holdout, args.split_seed)
-    convert = get_preset("pandalm").convert
-    held_rows, ties = [], 0
-    for i in held_idx:
-        record = records[i]
-        majority = _pandalm_majority(record)
-        if majority == 0:
-            ties += 1
-            continue
-        held_rows.append(
-            _eval_row(convert(record), majority == 1, "pandalm-heldout", f"pandalm:{record['idx']}")
-        )
-    n_train = import_rows(store, tmp, "pandalm-train", "pandalm", [records[i] for i in train_idx])
-    n_held = import_rows(store, tmp, "pandalm-heldout", "rewardbench", held_rows)
-    return {
-        "train": "pandalm-train",
-        "heldout": "pandalm-heldout",
-        "judge": "gpt-3.5-turbo",
-        "train_pairs": n_train,
-        "heldout_pairs": n_held,
-        "heldout_ties_dropped": ties,
-        "source_pairs": len(records),
-    }
+    return import_path(store, path, ImportOptions(dataset=name, preset=preset)).instances
 
 
 def build_llmbar(store, data: Path, tmp: Path, args) -> dict[str, Any]:
-    """llmbar-train (llmbar preset: gold as the human label, one judge's verdicts as LM labels)
-    and llmbar-heldout (rewardbench preset, chosen = gold)."""
     from curation.preset_llmbar import llmbar_records
-    from curation.presets import get_preset
 
-    evaluator, strategy, _order = args.llmbar_judge.split("/")
-    records = list(llmbar_records(data / "llmbar", evaluators=[evaluator], strategies=[strategy]))
-    records = _subsample(records, args.limit, args.split_seed)
-    train_idx, held_idx = _split(len(records), args.holdout, args.split_seed)
-    convert = get_preset("llmbar").convert
-    held_rows = [
-        _eval_row(
-            convert(records[i]),
-            int(records[i]["label"]) == 1,
-            "llmbar-heldout",
-            f"{records[i]['subset']}/{records[i]['idx']}",
-        )
-        for i in held_idx
-    ]
-    n_train = import_rows(store, tmp, "llmbar-train", "llmbar", [records[i] for i in train_idx])
-    n_held = import_rows(store, tmp, "llmbar-heldout", "rewardbench", held_rows)
-    return {
-        "train": "llmbar-train",
-        "heldout": "llmbar-heldout",
-        "judge": args.llmbar_judge,
-        "train_pairs": n_train,
-        "heldout_pairs": n_held,
-        "source_pairs": len(records),
-    }
+    evaluators = sorted({j.split("/")[0] for j in args.llmbar_judges})
+    strategies = sorted({j.split("/")[1] for j in args.llmbar_judges})
+    records = list(llmbar_records(data / "llmbar", evaluators=evaluators, strategies=strategies))
+    records = _subsample(records, args.limit)
+    n = import_rows(store, tmp, "llmbar", "llmbar", records)
+    return {"dataset": "llmbar", "pairs": n, "judges": list(args.llmbar_judges),
+            "reference": "gold (the LLMBar label)"}  # fmt: skip
 
 
-def build_rmbench(store, data: Path, tmp: Path, args) -> dict[str, Any]:
-    """rm-bench: every prompt's 3 same-style (chosen[i], rejected[i]) pairs, optionally only
-    ``--rmbench-per-file`` prompts per file (seeded)."""
-    import numpy as np
+def build_pandalm(store, data: Path, tmp: Path, args) -> dict[str, Any]:
+    from curation.preset_schemas import pandalm_records
 
-    rows, prompts = [], 0
-    files = sorted((data / "rm_bench").glob("*.json"))
-    for path in files:
-        records = json.loads(path.read_text(encoding="utf-8"))
-        if args.rmbench_per_file and args.rmbench_per_file < len(records):
-            rng = np.random.default_rng([args.split_seed, 2])
-            keep = rng.choice(len(records), size=args.rmbench_per_file, replace=False)
-            records = [records[i] for i in sorted(keep.tolist())]
-        for record in records:
-            prompts += 1
-            for style, (chosen, rejected) in enumerate(
-                zip(record["chosen"], record["rejected"], strict=True)
-            ):
-                rows.append(
-                    {
-                        "id": f"{path.stem}:{record['id']}:{style}",
-                        "prompt": record["prompt"],
-                        "chosen": chosen,
-                        "rejected": rejected,
-                        "subset": record.get("subset") or path.stem,
-                    }
-                )
-    n = import_rows(store, tmp, RMBENCH, "rewardbench", rows)
-    subsets = Counter(r["subset"] for r in rows)
-    return {"pairs": n, "prompts": prompts, "files": [p.name for p in files],
-            "subsets": dict(sorted(subsets.items())),
-            "per_file": args.rmbench_per_file or "all"}  # fmt: skip
+    records = _subsample(list(pandalm_records(data / "pandalm")), args.limit)
+    n = import_rows(store, tmp, "pandalm", "pandalm", records)
+    return {"dataset": "pandalm", "pairs": n, "judges": ["gpt-3.5-turbo"],
+            "reference": "the majority of 3 people"}  # fmt: skip
 
 
-# ---- the routing experiment -----------------------------------------------------------------
+# ---- one (dataset, judge) -------------------------------------------------------------------
 
 
 def label_stats(labels) -> dict[str, Any]:
     both = (labels.human != 0) & (labels.lm != 0)
     agree = float((labels.human[both] == labels.lm[both]).mean()) if both.any() else None
-    return {
-        "pairs": int(len(labels.human)),
-        "human_labelled": int((labels.human != 0).sum()),
-        "lm_labelled": int((labels.lm != 0).sum()),
-        "both": int(both.sum()),
-        "lm_agrees_with_human": agree,
-        "judge": labels.judge,
-    }
+    return {"pairs": int(len(labels.human)), "human_labelled": int((labels.human != 0).sum()),
+            "lm_labelled": int((labels.lm != 0).sum()), "both": int(both.sum()),
+            "lm_agrees_with_human": agree, "judge": labels.judge,
+            "reference": labels.reference_source}  # fmt: skip
 
 
-def run_pair(store, train: str, eval_name: str, judge: str, args) -> dict[str, Any]:
-    import numpy as np
-
-    from routing.evaluation import EvaluateConfig, evaluate_routing, routing_table
+def run_case(store, dataset: str, judge: str, args) -> dict[str, Any]:
+    from routing.evaluation import (
+        EvaluateConfig,
+        evaluate_routing,
+        measure_headroom,
+        routing_table,
+    )
+    from routing.features import FeatureConfig, compute_features
+    from routing.judge_signals import JudgeSignals
     from routing.ppm import PPMConfig, train_ppm
-    from routing.router import RouteConfig
+    from routing.reward_probe import ProbeConfig
+    from routing.router import RouteConfig, default_method
     from routing.splits import LabelConfig
     from routing.sweeps import SweepConfig, SweepData, SweepRuns, run_sweep
 
+    started = time.perf_counter()
+    summary = compute_features(store, dataset, FeatureConfig(judge=judge))
+    features_s = time.perf_counter() - started
+    log(f"  features in {features_s:.0f} s")
     labels = LabelConfig(judge=judge)
-    started = time.perf_counter()
-    data = SweepData.load(store, train, eval_name, labels=labels)
-    load_s = time.perf_counter() - started
-    started = time.perf_counter()
-    sweep_id = run_sweep(
-        store, train, eval_name, SweepConfig(runs=args.runs, seed=args.sweep_seed, labels=labels),
-        data=data,
-    )  # fmt: skip
-    sweep_s = time.perf_counter() - started
-    runs = SweepRuns.load(store, sweep_id)
-    predictor = train_ppm(store, sweep_id, PPMConfig(kind="lightgbm"))
-    cv, baselines = predictor.metrics["cv"], predictor.metrics["baselines"]
-    log(
-        f"  sweep {sweep_id}: {len(runs)} runs in {sweep_s:.0f} s (data load {load_s:.0f} s); "
-        f"scores {runs.scores.min():.4f}..{runs.scores.max():.4f} (std {runs.scores.std():.4f})"
-    )
-    for kind, m in baselines.items():
-        log(f"  PPM {kind:<9} CV R^2 {m['r2']:7.3f}  Spearman {m['spearman']:6.3f}")
-    evaluations = {}
-    for method in args.methods:
+    headrooms = {}
+    for rep in args.representations:
+        config = SweepConfig(labels=labels, probe=ProbeConfig(representation=rep))
+        data = SweepData.load(store, dataset, None, config)
+        row = measure_headroom(data, seeds=args.seeds)
+        row["l2"] = data.config.probe.l2
+        headrooms[rep] = row
+        log(f"  headroom [{rep}]: {row['delta']:+.4f} ± {row['se']:.4f} "
+            f"(all-human {row['all_human']:.4f}, all-LM {row['all_lm']:.4f}, l2 {row['l2']:g})")  # fmt: skip
+    signals = JudgeSignals.load(store, dataset, judge)
+    uncertainty = signals.uncertainty() if any(signals.available.values()) else None
+    kinds: dict[str, dict[str, Any]] = {kind: {"method": default_method(kind), "sweeps": []}
+                                        for kind in args.kinds}  # fmt: skip
+    sweeps = []
+    for sweep_seed in range(args.sweep_seed, args.sweep_seed + args.sweeps):
+        config = SweepConfig(runs=args.runs, seed=sweep_seed, labels=labels)
+        data = SweepData.load(store, dataset, None, config)
         started = time.perf_counter()
-        rows = evaluate_routing(
-            data,
-            predictor,
-            EvaluateConfig(
-                budgets=BUDGETS,
-                seeds=args.seeds,
-                route=RouteConfig(method=method, candidates=args.candidates),
-            ),
-        )
-        seconds = time.perf_counter() - started
-        log(f"  router {method} ({seconds:.0f} s), RewardBench-style overall on {eval_name}:")
-        log("    " + routing_table(rows).replace("\n", "\n    "))
-        evaluations[method] = {"seconds": round(seconds, 1), "rows": rows}
+        sweep_id = run_sweep(store, dataset, None, config, data=data)
+        sweep_s = time.perf_counter() - started
+        runs = SweepRuns.load(store, sweep_id)
+        sweeps.append({"id": sweep_id, "seed": sweep_seed, "runs": len(runs),
+                       "seconds": round(sweep_s, 1), "runs_per_min": len(runs) / sweep_s * 60,
+                       "l2": data.config.probe.l2})  # fmt: skip
+        log(f"  sweep {sweep_id} (seed {sweep_seed}): {len(runs)} runs in {sweep_s:.1f} s "
+            f"({len(runs) / sweep_s * 60:.0f} runs/min), l2 {data.config.probe.l2:g}")  # fmt: skip
+        for kind in args.kinds:
+            predictor = train_ppm(store, sweep_id, PPMConfig(kind=kind))
+            method = kinds[kind]["method"]
+            started = time.perf_counter()
+            rows = evaluate_routing(
+                data,
+                predictor,
+                EvaluateConfig(budgets=BUDGETS, seeds=args.seeds,
+                               route=RouteConfig(method=method, candidates=args.candidates)),
+                uncertainty=uncertainty,
+            )  # fmt: skip
+            seconds = time.perf_counter() - started
+            cv = predictor.metrics["cv"]
+            routed = _cell(rows, "routed", 0.25)
+            log(f"    {kind}/{method}: CV R^2 {cv['r2']:.3f}, partial R^2 {cv['partial_r2']:.3f}, "
+                f"Spearman within budget {cv['spearman_within_budget']:.3f}; routed - random "
+                f"@25% {_delta(routed)} ({seconds:.0f} s)")  # fmt: skip
+            kinds[kind]["sweeps"].append({
+                "sweep_id": sweep_id, "seed": sweep_seed, "cv": cv, "seconds": round(seconds, 1),
+                "rows": rows,
+                "top_features": dict(list(predictor.metrics["importances"].items())[:8]),
+            })  # fmt: skip
+        if sweep_seed == args.sweep_seed:
+            log("    " + routing_table(rows).replace("\n", "\n    "))
     return {
-        "train": train,
-        "eval": eval_name,
-        "eval_pairs": len(data.evalset),
+        "dataset": dataset,
+        "judge": judge,
         "labels": label_stats(data.labels),
-        "sweep": {
-            "id": sweep_id,
-            "runs": len(runs),
-            "seconds": round(sweep_s, 1),
-            "score_min": float(runs.scores.min()),
-            "score_max": float(runs.scores.max()),
-            "score_std": float(runs.scores.std()),
-            "score_mean": float(np.mean(runs.scores)),
-        },
-        "ppm": {"kind": predictor.kind, "cv": cv, "baselines": baselines,
-                "top_features": dict(list(predictor.metrics["importances"].items())[:8])},
-        "evaluations": evaluations,
+        "features": {"seconds": round(features_s, 1), "tags": summary.to_dict().get("tags")},
+        "headroom_by_representation": headrooms,
+        "sweeps": sweeps,
+        "confidence_router": uncertainty is not None,
+        "kinds": kinds,
     }  # fmt: skip
 
 
 # ---- reporting ------------------------------------------------------------------------------
+
+
+def _cell(rows, method: str, budget: float) -> dict[str, Any] | None:
+    return next((r for r in rows if r["method"] == method and r.get("budget") == budget), None)
+
+
+def _delta(row: dict[str, Any] | None) -> str:
+    if not row or "delta_vs_random" not in row:
+        return "-"
+    d, se = row["delta_vs_random"], row["delta_se"]
+    return f"{d:+.3f} ± {se:.3f}"
+
+
+def _over_sweeps(result: dict[str, Any], method: str, budget: float) -> str:
+    """A method's paired delta against random in each sweep, and their mean."""
+    cells = [_cell(sweep["rows"], method, budget) for sweep in result["sweeps"]]
+    if not cells or any(c is None or "delta_vs_random" not in c for c in cells):
+        return "-"
+    deltas = [c["delta_vs_random"] for c in cells]
+    each = ", ".join(f"{c['delta_vs_random']:+.3f}±{c['delta_se']:.3f}" for c in cells)
+    return f"**{sum(deltas) / len(deltas):+.3f}** ({each})" if len(cells) > 1 else each
+
+
+def summary_table(report: dict[str, Any]) -> list[str]:
+    """Per (dataset, LM, predictor): the headroom, the two ends, and routed - random at each
+    budget as the mean over sweeps (each sweep's paired delta ± SE in brackets)."""
+    heads = [f"routed - random @{b:.0%}" for b in BUDGETS]
+    lines = [
+        "| dataset / LM | predictor / router | headroom | all-LM | all-human | "
+        + " | ".join(heads) + " | oracle - random @25% | confidence - random @25% | "
+        "routed @25% / all-human |",
+        "|---|---|---|---:|---:|" + "---:|" * len(heads) + "---:|---:|---:|",
+    ]  # fmt: skip
+    for case in report["cases"]:
+        for kind, result in case["kinds"].items():
+            first = result["sweeps"][0]["rows"]
+            head = next(r for r in first if r["method"] == "headroom")
+            lm, human = _cell(first, "all-lm", 0.0), _cell(first, "all-human", 1.0)
+            ratios = [_cell(s["rows"], "routed", 0.25)["mean"] / human["mean"]
+                      for s in result["sweeps"]]  # fmt: skip
+            verdict = "yes" if head["significant"] else "**no**"
+            lines.append(
+                f"| {case['dataset']} / {case['judge']} | {kind} / {result['method']} | "
+                f"{head['delta']:+.3f} ± {head['se']:.3f} ({verdict}) | {lm['mean']:.3f} | "
+                f"{human['mean']:.3f} | "
+                + " | ".join(_over_sweeps(result, "routed", b) for b in BUDGETS)
+                + f" | {_delta(_cell(first, 'oracle', 0.25))} | "
+                f"{_delta(_cell(first, 'confidence', 0.25))} | "
+                + ", ".join(f"{r:.3f}" for r in ratios)
+                + " |"
+            )
+    return lines
+
+
+def headroom_table(report: dict[str, Any]) -> list[str]:
+    lines = ["| dataset / LM | " + " | ".join(report["config"]["representations"]) + " |",
+             "|---|" + "---:|" * len(report["config"]["representations"])]  # fmt: skip
+    for case in report["cases"]:
+        cells = []
+        for rep in report["config"]["representations"]:
+            h = case["headroom_by_representation"][rep]
+            cells.append(f"{h['delta']:+.3f} ± {h['se']:.3f} ({h['all_lm']:.3f} -> "
+                         f"{h['all_human']:.3f})")  # fmt: skip
+        lines.append(f"| {case['dataset']} / {case['judge']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def paper_reference(data: Path) -> dict[str, Any] | None:
@@ -332,261 +305,157 @@ def paper_table(reference: dict[str, Any]) -> list[str]:
     return lines
 
 
-def result_table(result: dict[str, Any]) -> list[str]:
-    """One markdown table per (train, eval): method, budget, mean, std, seeds."""
-    lines = ["| method | budget | mean | std | seeds |", "|---|---:|---:|---:|---:|"]
-    first = True
-    for method, evaluation in result["evaluations"].items():
-        for row in evaluation["rows"]:
-            name = row["method"]
-            if name == "routed":
-                name = f"routed ({method})"
-            elif not first:
-                name = f"{name} (beside {method})"
-            lines.append(
-                f"| {name} | {row['budget']:.2f} | {row['mean']:.4f} | {row['std']:.4f} | "
-                f"{row['seeds']} |"
-            )
-        first = False
-    return lines
-
-
-def summary_table(report: dict[str, Any]) -> list[str]:
-    """Per (train, eval, router): routed minus its random baseline at each budget, and the two
-    ends (all-LM, all-human), so the pattern reads at a glance."""
-    heads = [f"routed - random @{b}" for b in BUDGETS]
-    lines = [
-        "| train -> eval | router | PPM CV R^2 / Spearman | all-LM | all-human | "
-        + " | ".join(heads) + " |",
-        "|---|---|---|---:|---:|" + "---:|" * len(heads),
-    ]  # fmt: skip
-    for result in report["results"]:
-        cv = result["ppm"]["cv"]
-        for method, evaluation in result["evaluations"].items():
-            cell = {(r["method"], r["budget"]): r for r in evaluation["rows"]}
-            diffs = []
-            for budget in BUDGETS:
-                routed, random = cell.get(("routed", budget)), cell.get(("random", budget))
-                diffs.append(
-                    f"{routed['mean'] - random['mean']:+.4f}" if routed and random else "-"
-                )
-            lm, human = cell.get(("all-lm", 0.0)), cell.get(("all-human", 1.0))
-            lines.append(
-                f"| {result['train']} -> {result['eval']} | {method} | "
-                f"{cv['r2']:.3f} / {cv['spearman']:.3f} | {lm['mean']:.4f} | {human['mean']:.4f} | "
-                + " | ".join(diffs)
-                + " |"
-            )
+def case_table(case: dict[str, Any]) -> list[str]:
+    """The first sweep's full evaluation, per predictor."""
+    lines = ["| predictor | method | budget | mean | std | vs random (paired) |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for kind, result in case["kinds"].items():
+        for row in result["sweeps"][0]["rows"]:
+            if row["method"] == "headroom":
+                continue
+            lines.append(f"| {kind} | {row['method']} | {row['budget']:.2f} | {row['mean']:.4f} | "
+                         f"{row['std']:.4f} | {_delta(row)} |")  # fmt: skip
     return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [
-        "# Routing on real labels (Hybrid Preferences comparison)",
+        "# Routing on real labels (Hybrid Preferences, paired)",
         "",
         f"- date: {report['date']}",
         f"- machine: {report['machine']}",
         f"- command: `{report['command']}`",
-        f"- settings: {cfg['runs']} sweep runs, {cfg['seeds']} seeds, budgets "
-        f"{', '.join(str(b) for b in BUDGETS)}, router methods {', '.join(cfg['methods'])} "
-        f"(simulated: {cfg['candidates']} candidates), hold-out {cfg['holdout']} "
-        f"(split seed {cfg['split_seed']}), reward model = Bradley-Terry probe on MiniLM "
-        f"embeddings, score = RewardBench-style overall (mean of category accuracies)",
+        f"- settings: {cfg['sweeps']} sweeps of {cfg['runs']} runs each (feature-grouped "
+        "splits, budgets uniform), "
+        f"{cfg['seeds']} paired seeds, budgets {', '.join(f'{b:.0%}' for b in BUDGETS)}; reward "
+        "model = Bradley-Terry probe (TF-IDF + length, penalty tuned by CV); score = 5-fold "
+        "cross-fitted agreement with the reference on the proof half of the pairs (the sweep "
+        "is scored on the other half)",
         f"- wall time: {report['seconds']:.0f} s",
         "",
         "## Summary",
         "",
+        "Every delta is paired (same seeds, same training rows, same folds) and given with its "
+        "standard error. Headroom 'no' means all-human - all-LM is under 2 SE: there no router "
+        "can show a gain.",
+        "",
         *summary_table(report),
         "",
-        "Each method's std over the seeds is in the tables below: a difference smaller than about "
-        "that is noise. Every eval set here is pairwise accuracy, so 0.5 is chance.",
+        "## Headroom by scorer representation (why tfidf is the default)",
         "",
-        "## Data",
+        *headroom_table(report),
         "",
     ]
-    for name, info in report["datasets"].items():
-        lines.append(f"- {name}: `{json.dumps(info)}`")
-    lines.append("")
-    for result in report["results"]:
-        lab, sweep, ppm = result["labels"], result["sweep"], result["ppm"]
-        agree = lab["lm_agrees_with_human"]
+    for case in report["cases"]:
+        lab = case["labels"]
         lines += [
-            f"## train {result['train']} -> eval {result['eval']} ({result['eval_pairs']} pairs)",
+            f"## {case['dataset']} / LM = {case['judge']}",
             "",
-            f"- labels: {lab['pairs']} pairs, human {lab['human_labelled']}, LM "
-            f"({lab['judge']}) {lab['lm_labelled']}, LM agrees with the human label on "
-            f"{agree:.3f} of {lab['both']} pairs both label"
-            if agree is not None
-            else "- labels: -",
-            f"- sweep: {sweep['runs']} runs in {sweep['seconds']} s, scores "
-            f"{sweep['score_min']:.4f}..{sweep['score_max']:.4f} (std {sweep['score_std']:.4f})",
-            "- PPM cross-validated fit: "
-            + ", ".join(
-                f"{k} R^2 {m['r2']:.3f} / Spearman {m['spearman']:.3f}"
-                for k, m in ppm["baselines"].items()
+            f"- labels: {lab['pairs']} pairs; LM agrees with the human label on "
+            f"{lab['lm_agrees_with_human']:.3f} of {lab['both']}; reference: {lab['reference']}",
+            "- sweeps: "
+            + "; ".join(
+                f"seed {w['seed']}: {w['runs']} runs in {w['seconds']} s "
+                f"({w['runs_per_min']:.0f} runs/min), l2 {w['l2']:g}"
+                for w in case["sweeps"]
+            ),
+            f"- confidence router: {'yes' if case['confidence_router'] else 'no signal'}",
+            "- predictor fit (CV over the first sweep's runs): "
+            + "; ".join(
+                f"{k} R^2 {r['sweeps'][0]['cv']['r2']:.3f}, partial R^2 "
+                f"{r['sweeps'][0]['cv']['partial_r2']:.3f}, Spearman within budget "
+                f"{r['sweeps'][0]['cv']['spearman_within_budget']:.3f}"
+                for k, r in case["kinds"].items()
             ),
             "",
-            *result_table(result),
+            *case_table(case),
             "",
         ]
     if report.get("paper"):
-        lines += [
-            "## Paper code's reference numbers",
-            "",
-            "RewardBench Overall (mean ± std) of Tulu-2-13B reward models, from "
-            f"`{PAPER_FILE}` (Sep 2024 intermediate results; 'routed' = datamodel_ours).",
-            "",
-            *paper_table(report["paper"]),
-            "",
-        ]
+        lines += ["## Paper code's reference numbers", "",
+                  "RewardBench Overall (mean ± std) of Tulu-2-13B reward models, from "
+                  f"`{PAPER_FILE}` ('routed' = datamodel_ours).", "",
+                  *paper_table(report["paper"]), ""]  # fmt: skip
     return "\n".join(lines)
-
-
-# ---- main -----------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="the shared data folder (default: ../shared/data beside the repo)",
-    )
-    parser.add_argument("--runs", type=int, default=200, help="sweep runs per (train, eval)")
-    parser.add_argument("--seeds", type=int, default=5, help="evaluate_routing seeds")
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=["topk", "simulated"],
-        choices=["topk", "simulated", "greedy"],
-    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--runs", type=int, default=1000, help="runs per sweep")
+    parser.add_argument("--seeds", type=int, default=20, help="paired seeds")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--representations", nargs="+", default=list(REPRESENTATIONS),
+                        choices=REPRESENTATIONS)  # fmt: skip
     parser.add_argument("--candidates", type=int, default=1000, help="simulated router candidates")
-    parser.add_argument("--holdout", type=float, default=0.3, help="share held out for eval")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--sweep-seed", type=int, default=0)
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="use at most this many pairs per training source (seeded)",
-    )
-    parser.add_argument(
-        "--rmbench-per-file",
-        type=int,
-        default=0,
-        help="prompts drawn per RM-Bench file (seeded; 0 = all 798 prompts)",
-    )
-    parser.add_argument(
-        "--llmbar-judge",
-        default="GPT-4/Vanilla_NoRules/noswap",
-        help="LLMBar LM label: EVALUATOR/STRATEGY/ORDER",
-    )
-    parser.add_argument(
-        "--sources", nargs="+", default=["pandalm", "llmbar"], choices=["pandalm", "llmbar"]
-    )
-    parser.add_argument("--no-rmbench", action="store_true", help="skip the RM-Bench eval")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="workspace folder to keep (default: a temp folder, removed after)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 300 pairs per source, 30 runs, 2 seeds, 20 RM-Bench "
-        "prompts per file, 200 candidates",
-    )
-    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results")
-    parser.add_argument(
-        "--render",
-        action="store_true",
-        help="only rewrite routing_real.md from the saved routing_real.json",
-    )
-    args = parser.parse_args()  # fmt: skip
+    parser.add_argument("--sweep-seed", type=int, default=0, help="seed of the first sweep")
+    parser.add_argument("--sweeps", type=int, default=3,
+                        help="sweeps per (dataset, judge), each with its own seed: the predictor "
+                        "itself varies between sweeps, which a single sweep's SE does not show")  # fmt: skip
+    parser.add_argument("--limit", type=int, default=None, help="pairs per source at most")
+    parser.add_argument("--llmbar-judges", nargs="+",
+                        default=["ChatGPT/Vanilla_NoRules/noswap", "GPT-4/Vanilla_NoRules/noswap"])  # fmt: skip
+    parser.add_argument("--sources", nargs="+", default=["llmbar", "pandalm"],
+                        choices=["llmbar", "pandalm"])  # fmt: skip
+    parser.add_argument("--workdir", type=Path, default=None, help="workspace folder to keep")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 300 pairs per source, 60 runs, 4 seeds, one judge")  # fmt: skip
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from .json")
+    args = parser.parse_args()
     if args.render:
         report = json.loads((RESULTS / "routing_real.json").read_text())
         (RESULTS / "routing_real.md").write_text(markdown(report) + "\n")
-        log(f"rewrote {RESULTS / 'routing_real.md'} from routing_real.json")
         return 0
     if args.quick:
         args.limit = args.limit or 300
-        args.runs, args.seeds, args.candidates = min(args.runs, 30), min(args.seeds, 2), 200
-        args.rmbench_per_file = args.rmbench_per_file or 20
-
+        args.runs, args.seeds, args.candidates = min(args.runs, 60), min(args.seeds, 4), 200
+        args.sweeps = 1
+        args.llmbar_judges = args.llmbar_judges[:1]
     data = args.data.expanduser().resolve()
-    if not (data / "pandalm").is_dir():
+    if not (data / "llmbar").is_dir() and not (data / "pandalm").is_dir():
         log(f"skipped: no real data at {data} (pass --data DIR, the shared data folder)")
         return 0
-    if args.threads:
-        import torch
 
-        torch.set_num_threads(args.threads)
+    import torch
 
     from curation.store import Store
     from curation.workspace import Workspace
-    from routing.features import FeatureConfig, compute_features
 
     started_all = time.perf_counter()
-    keep = args.workdir is not None
     root = Path(args.workdir or tempfile.mkdtemp(prefix="routing_real-"))
-    tmp = root / "inputs"
-    tmp.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-        f"load average at start {os.getloadavg()[0]:.2f}, Python {platform.python_version()}"
-    )
-    log(f"machine: {machine}; workspace {root}{' (kept)' if keep else ' (temporary)'}")
+    (root / "inputs").mkdir(parents=True, exist_ok=True)
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
+               f"{torch.get_num_threads()}, load average at start {os.getloadavg()[0]:.2f}, "
+               f"Python {platform.python_version()}")  # fmt: skip
+    log(f"machine: {machine}")
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "datasets": {},
-        "results": [],
+        "cases": [],
     }
     try:
         with Store.open(Workspace(root / "ws")) as store:
-            sources = []
-            if "pandalm" in args.sources:
-                info = build_pandalm(store, data, tmp, args)
-                report["datasets"]["pandalm"] = info
-                sources.append(info)
-            if "llmbar" in args.sources:
-                if (data / "llmbar").is_dir():
-                    info = build_llmbar(store, data, tmp, args)
-                    report["datasets"]["llmbar"] = info
-                    sources.append(info)
-                else:
-                    log("llmbar: no data folder, skipped")
-            if not args.no_rmbench and (data / "rm_bench").is_dir():
-                report["datasets"][RMBENCH] = build_rmbench(store, data, tmp, args)
-            log("datasets: " + json.dumps(report["datasets"]))
-            for info in sources:
-                t0 = time.perf_counter()
-                compute_features(store, info["train"], FeatureConfig())
-                info["features_s"] = round(time.perf_counter() - t0, 1)
-                log(f"{info['train']}: features in {info['features_s']} s")
-                evals = [info["heldout"]] + ([RMBENCH] if RMBENCH in report["datasets"] else [])
-                for eval_name in evals:
-                    log(f"== train {info['train']} (LM {info['judge']}) -> eval {eval_name}")
-                    report["results"].append(
-                        run_pair(store, info["train"], eval_name, info["judge"], args)
-                    )
+            builders = {"llmbar": build_llmbar, "pandalm": build_pandalm}
+            for source in args.sources:
+                if not (data / source).is_dir():
+                    log(f"{source}: no data folder, skipped")
+                    continue
+                info = builders[source](store, data, root / "inputs", args)
+                report["datasets"][source] = info
+                for judge in info["judges"]:
+                    log(f"== {source}, LM = {judge}")
+                    report["cases"].append(run_case(store, source, judge, args))
     finally:
-        if not keep:
+        if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     report["paper"] = paper_reference(data)
     report["seconds"] = time.perf_counter() - started_all
-    if report["paper"]:
-        log("\nPaper code's reference numbers (RewardBench Overall, Tulu-2-13B RMs):")
-        for line in paper_table(report["paper"]):
-            log(line)
+    log("\n" + "\n".join(summary_table(report)))
     log(f"\ntotal {report['seconds']:.0f} s")
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)

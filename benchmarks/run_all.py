@@ -36,6 +36,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "decontam_bench": ["--quick", "--no-save"],
     "routing_bench": ["--quick", "--no-save"],
     "routing_real": ["--quick", "--no-save"],
+    "tags_bench": ["--limit", "200", "--no-save"],
     "explore_bench": ["--pairs", "20000"],
     "import_bench": ["--rows", "5000"],
     "annotate_bench": ["--per-user", "20"],

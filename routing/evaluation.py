@@ -1,9 +1,22 @@
-"""Proof, not prediction: reward models trained on the routed split against all-human, all-LM and
-random splits of the same budget, each scored on the eval set over several seeds.
+"""Proof, not prediction: reward probes trained on the routed split against the splits that could
+explain its score, each scored on rows no sweep run was scored on, over many paired seeds.
 
-A seed changes the random split, the router's tie-breaking and candidate draws, and which
-``train_fraction`` of the pairs the reward models train on (the same pairs for every method under
-one seed, so the methods are compared on equal footing).
+The comparison is paired: under one seed every method trains on the same rows (``train_fraction``
+of the pairs) and is scored on the same proof rows with the same crossfit folds, so a method's
+difference from random is measured per seed, and its standard error is that of the paired
+differences (far smaller than the methods' own spread over seeds).
+
+Beside routed and random (same budget) it reports:
+
+- ``all-human`` and ``all-lm`` (budget 1.0 and 0.0);
+- ``oracle``: the pairs whose LM label disagrees with the human label (first those where the human
+  label is also the reference), capped at the budget, then random ones: what a router that knew
+  the answers would do, the most any router could gain;
+- ``confidence``: the pairs the judge is least sure of, or whose verdict flips when the order is
+  swapped (only where the LM labels carry a confidence or both orders);
+- the ``headroom``: all-human minus all-LM with its paired SE, measured first. Under 2 SE, people's
+  labels do not change the reward model measurably on this data with this scorer, and no router
+  can show a gain: the verdict says so.
 """
 
 from __future__ import annotations
@@ -14,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CuratorError
+from curation.store import Store
+from routing.judge_signals import JudgeSignals
 from routing.ppm import PerformancePredictor
-from routing.reward_probe import ProbeConfig
-from routing.router import RouteConfig, choose_split, instance_gains
+from routing.router import RouteConfig, choose_split, instance_gains, route_topk
 from routing.splits import budget_count, sample_uniform
-from routing.sweeps import SweepData
+from routing.sweeps import SweepConfig, SweepData
 
-EVAL_METHODS = ("routed", "random", "all-human", "all-lm")
+EVAL_METHODS = ("routed", "random", "all-human", "all-lm", "oracle", "confidence")
+PAIRED = ("routed", "oracle", "confidence")
+HEADROOM_SE = 2.0  # all-human - all-LM must exceed this many paired SEs
 
 
 @dataclass
@@ -28,20 +44,55 @@ class EvaluateConfig:
     budgets: tuple[float, ...] = field(
         default=(0.25, 0.5, 0.75), metadata={"help": "Human shares to compare at."}
     )
-    seeds: int = field(default=5, metadata={"help": "Repeats per method and budget."})
+    seeds: int = field(default=10, metadata={"help": "Paired repeats (at least 10 to report)."})
     train_fraction: float = field(
         default=0.9, metadata={"help": "Share of pairs each seed's reward models train on."}
     )
     route: RouteConfig = field(default_factory=RouteConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def validate(self) -> EvaluateConfig:
-        if self.seeds < 1:
-            raise CuratorError("seeds must be at least 1")
+        if self.seeds < 2:
+            raise CuratorError("a paired comparison needs at least 2 seeds (10 to report)")
         if not 0 < self.train_fraction <= 1:
             raise CuratorError("train_fraction must be in (0, 1]")
         self.route.validate()
         return self
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the per-seed differences a - b."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return float(d.mean()), se
+
+
+def oracle_split(human: np.ndarray, lm: np.ndarray, reference: np.ndarray, count: int,
+                 rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """The pairs a router that knew the labels would send: where the LM label differs from the
+    human one (those where the human label is the reference first), then random ones."""
+    wrong = (lm != human) & (human != 0)
+    priority = wrong.astype(float) + (wrong & (human == reference)).astype(float)
+    return route_topk(priority, count, rng)
+
+
+def headroom_verdict(delta: float, se: float, seeds: int) -> tuple[bool, str]:
+    """Whether people's labels change the reward model measurably, in words."""
+    figure = f"all-human - all-LM = {delta:+.4f} (paired SE {se:.4f}, {seeds} seeds)"
+    if delta > HEADROOM_SE * se:
+        return True, (
+            f"headroom: {figure}. People's labels change the reward model here, so routing "
+            "can pay off: compare routed with random below."
+        )
+    if delta < -HEADROOM_SE * se:
+        return False, (
+            f"no headroom: {figure}. LM labels train a better reward model than people's on this "
+            "data with this scorer; sending pairs to people is not shown to help."
+        )
+    return False, (
+        f"no headroom: {figure}, under {HEADROOM_SE:g} SE. On this data and with this scorer, "
+        "people's labels do not change the reward model measurably, so routing cannot help: a "
+        "plan's predicted gain is not to be trusted here."
+    )
 
 
 def evaluate_routing(
@@ -49,39 +100,132 @@ def evaluate_routing(
     predictor: PerformancePredictor,
     config: EvaluateConfig | None = None,
     *,
+    uncertainty: np.ndarray | None = None,
     progress=None,
 ) -> list[dict[str, Any]]:
-    """Rows of ``{"method", "budget", "mean", "std", "seeds", "scores"}``; all-human is reported at
-    budget 1.0 and all-LM at 0.0, once each."""
+    """Rows of ``{"method", "budget", "mean", "std", "seeds", "scores"}``, scored on the proof
+    rows. all-human is at budget 1.0 and all-LM at 0.0; ``routed``, ``oracle`` and ``confidence``
+    rows add ``delta_vs_random`` and ``delta_se`` (paired, same budget), and ``routed`` rows the
+    paired difference from the best of all-LM, all-human and random. The last row is the
+    ``headroom``: ``{"method": "headroom", "delta", "se", "verdict", "significant", "seeds"}``.
+
+    ``uncertainty`` (per instance, higher = the judge less sure) enables the confidence router.
+    """
     config = (config or EvaluateConfig()).validate()
     binary = data.features.aligned(predictor.names).matrix
+    labels = data.labels
     n = len(binary)
+    methods_per_budget = 3 + (uncertainty is not None) + 1
+    total = config.seeds * (2 + methods_per_budget * len(config.budgets))
     scores: dict[tuple[str, float], list[float]] = {}
-    total = config.seeds * (2 + 2 * len(config.budgets))
     done = 0
 
-    def record(method: str, budget: float, mask: np.ndarray, rows: np.ndarray) -> None:
+    def record(method: str, budget: float, mask: np.ndarray, rows: np.ndarray, seed: int):
         nonlocal done
-        score, _ = data.score(mask, config.probe, rows)
+        score, _ = data.score(mask, rows, part="proof", seed=seed)
         scores.setdefault((method, budget), []).append(score.overall)
         done += 1
         if progress:
             progress(done, total)
 
     for seed in range(config.seeds):
-        rng = np.random.default_rng([seed, 7919])
-        rows = np.sort(rng.choice(n, size=max(1, round(config.train_fraction * n)), replace=False))
-        record("all-human", 1.0, np.ones(n, dtype=bool), rows)
-        record("all-lm", 0.0, np.zeros(n, dtype=bool), rows)
+        rng, rows, fold_seed = _seed_setup(seed, n, config.train_fraction)
+        record("all-human", 1.0, np.ones(n, dtype=bool), rows, fold_seed)
+        record("all-lm", 0.0, np.zeros(n, dtype=bool), rows, fold_seed)
         for budget in config.budgets:
-            count = budget_count(float(budget), n)
-            record("random", float(budget), sample_uniform(n, count, rng), rows)
+            b = float(budget)
+            count = budget_count(b, n)
+            record("random", b, sample_uniform(n, count, rng), rows, fold_seed)
             gains = instance_gains(predictor, binary, count, seed=int(rng.integers(1 << 31)))
             routed = choose_split(predictor, binary, gains, count, config.route, rng)
-            record("routed", float(budget), routed, rows)
+            record("routed", b, routed, rows, fold_seed)
+            oracle = oracle_split(labels.human, labels.lm, labels.reference, count, rng)
+            record("oracle", b, oracle, rows, fold_seed)
+            if uncertainty is not None:
+                record("confidence", b, route_topk(uncertainty, count, rng), rows, fold_seed)
+    return summarise(scores, config.budgets)
+
+
+@dataclass
+class Proof:
+    """What ``curator route --evaluate`` and the Route page show: the rows, and what they were
+    scored on, in words."""
+
+    rows: list[dict[str, Any]]
+    scored_on: str
+    confidence_router: bool
+
+    @property
+    def headroom(self) -> dict[str, Any]:
+        return headroom(self.rows)
+
+
+def prove_predictor(
+    store: Store,
+    dataset: str,
+    predictor: PerformancePredictor,
+    config: EvaluateConfig | None = None,
+    *,
+    eval_set: str | None = None,
+    folds: int | None = None,
+    progress=None,
+) -> Proof:
+    """Evaluate a stored predictor on its own sweep's labels, target and proof rows (``eval_set``
+    switches to that fixed eval set's proof half; ``folds`` changes the crossfit folds), with the
+    confidence router wherever the judge's labels carry a confidence or both orders."""
+    stored = SweepConfig.from_dict(predictor.provenance.get("sweep_config") or {})
+    eval_name = eval_set or predictor.provenance.get("eval_dataset")
+    if eval_set:
+        stored.target = "eval"
+    if folds is not None:
+        stored.folds = folds
+    if stored.target == "eval" and not eval_name:
+        raise CuratorError("this predictor's sweep was scored on an eval set: name one")
+    data = SweepData.load(store, dataset, eval_name, stored)
+    signals = JudgeSignals.load(store, dataset, data.labels.judge)
+    uncertainty = signals.uncertainty() if any(signals.available.values()) else None
+    rows = evaluate_routing(data, predictor, config, uncertainty=uncertainty, progress=progress)
+    if data.target == "eval":
+        scored_on = f"the proof half of {eval_name}"
+    else:
+        scored_on = (f"{data.config.folds}-fold cross-fitted agreement with "
+                     f"{data.labels.reference_source} labels on the proof half of the pairs")  # fmt: skip
+    return Proof(rows, scored_on, uncertainty is not None)
+
+
+def _seed_setup(seed: int, n: int, train_fraction: float):
+    """One paired seed: its generator, the rows every method trains on, and its crossfit folds'
+    seed (never the sweep's own)."""
+    rng = np.random.default_rng([seed, 7919])
+    rows = np.sort(rng.choice(n, size=max(1, round(train_fraction * n)), replace=False))
+    return rng, rows, 1000 + seed
+
+
+def measure_headroom(data: SweepData, seeds: int = 10, train_fraction: float = 0.9) -> dict:
+    """The headroom alone (all-human - all-LM, paired over seeds, on the proof rows): what to
+    measure before a sweep, and what chooses a scorer. Same seeds and rows as
+    :func:`evaluate_routing`, so the two agree."""
+    n = len(data.labels.human)
+    scores: dict[str, list[float]] = {"all-human": [], "all-lm": []}
+    for seed in range(seeds):
+        _, rows, fold_seed = _seed_setup(seed, n, train_fraction)
+        for method, mask in (("all-human", np.ones(n, bool)), ("all-lm", np.zeros(n, bool))):
+            score, _ = data.score(mask, rows, part="proof", seed=fold_seed)
+            scores[method].append(score.overall)
+    delta, se = paired(scores["all-human"], scores["all-lm"])
+    significant, verdict = headroom_verdict(delta, se, seeds)
+    return {"method": "headroom", "delta": delta, "se": se, "verdict": verdict,
+            "significant": significant, "seeds": seeds,
+            "all_human": float(np.mean(scores["all-human"])),
+            "all_lm": float(np.mean(scores["all-lm"]))}  # fmt: skip
+
+
+def summarise(scores: dict[tuple[str, float], list[float]], budgets) -> list[dict[str, Any]]:
+    """Per-seed scores into the report's rows (see :func:`evaluate_routing`)."""
     order = {m: k for k, m in enumerate(EVAL_METHODS)}
-    return [
-        {
+    rows = []
+    for (method, budget), values in sorted(scores.items(), key=lambda t: (t[0][1], order[t[0][0]])):
+        row: dict[str, Any] = {
             "method": method,
             "budget": budget,
             "mean": float(np.mean(values)),
@@ -89,18 +233,44 @@ def evaluate_routing(
             "seeds": len(values),
             "scores": [float(v) for v in values],
         }
-        for (method, budget), values in sorted(
-            scores.items(), key=lambda t: (t[0][1], order[t[0][0]])
-        )
-    ]
+        random = scores.get(("random", budget))
+        if method in PAIRED and random:
+            row["delta_vs_random"], row["delta_se"] = paired(values, random)
+        if method == "routed":
+            rivals = {"random": random, "all-lm": scores[("all-lm", 0.0)],
+                      "all-human": scores[("all-human", 1.0)]}  # fmt: skip
+            best = max(rivals, key=lambda m: np.mean(rivals[m]))
+            row["best_baseline"] = best
+            row["delta_vs_best"], row["delta_vs_best_se"] = paired(values, rivals[best])
+        rows.append(row)
+    delta, se = paired(scores[("all-human", 1.0)], scores[("all-lm", 0.0)])
+    seeds = len(scores[("all-human", 1.0)])
+    significant, verdict = headroom_verdict(delta, se, seeds)
+    rows.append({"method": "headroom", "delta": delta, "se": se, "verdict": verdict,
+                 "significant": significant, "seeds": seeds})  # fmt: skip
+    return rows
+
+
+def headroom(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headroom row of an evaluation."""
+    return next(r for r in rows if r["method"] == "headroom")
 
 
 def routing_table(rows: list[dict[str, Any]]) -> str:
-    """The evaluation as a plain-text table (the CLI's output)."""
-    lines = [f"{'method':<10} {'budget':>6} {'mean':>7} {'std':>7} {'seeds':>5}"]
+    """The evaluation as a plain-text table (the CLI's output), the headroom verdict first."""
+    lines = [headroom(rows)["verdict"], ""]
+    lines.append(
+        f"{'method':<11} {'budget':>6} {'mean':>7} {'std':>7} {'seeds':>5}  "
+        f"{'vs random (paired)':>20}"
+    )
     for row in rows:
+        if row["method"] == "headroom":
+            continue
+        delta = ""
+        if "delta_vs_random" in row:
+            delta = f"{row['delta_vs_random']:+.4f} ± {row['delta_se']:.4f}"
         lines.append(
-            f"{row['method']:<10} {row['budget']:>6.2f} {row['mean']:>7.4f} {row['std']:>7.4f} "
-            f"{row['seeds']:>5}"
+            f"{row['method']:<11} {row['budget']:>6.2f} {row['mean']:>7.4f} {row['std']:>7.4f} "
+            f"{row['seeds']:>5}  {delta:>20}"
         )
     return "\n".join(lines)

@@ -23,38 +23,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from curation.errors import CuratorError
 from curation.store import Store
+from routing.binning import bin_label, percentile_ranks
 from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig, greedy_match_f1
+from routing.judge_signals import NAMES as JUDGE_NAMES
+from routing.judge_signals import JudgeSignals, judge_feature_rows
+from routing.taggers import UNKNOWN, TagDimension, load_taxonomy, make_tagger, tag_status
 
 SIMILARITIES = ("bertscore", "bertscore_length", "cosine_sim", "entity_sim", "rouge")
 LENGTHS = ("token_len_diff", "prompt_len", "len_shorter", "len_longer")
 MEASURES = SIMILARITIES + LENGTHS
-BINS = ("low", "mid", "high")
-BIN_EDGES = (0.33, 0.67)
 LEXICAL_EXTRACTOR = "lexical"
 
 # (stage, done, total)
 Progress = Callable[[str, int, int], None]
-
-
-def bin_label(value: float) -> str:
-    """Thirds as the paper bins them: [0, .33] low, (.33, .67] mid, (.67, 1] high."""
-    if value <= BIN_EDGES[0]:
-        return BINS[0]
-    if value <= BIN_EDGES[1]:
-        return BINS[1]
-    return BINS[2]
-
-
-def percentile_ranks(values: Sequence[float]) -> np.ndarray:
-    """Each value's rank in (0, 1] among all of them (ties share their average rank)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return values
-    return rankdata(values, method="average") / len(values)
 
 
 # ---- lexical measures ------------------------------------------------------------------------
@@ -136,6 +120,11 @@ class FeatureConfig:
     chunk_pairs: int = field(
         default=256, metadata={"help": "Pairs encoded together (bounds memory for token vectors)."}
     )
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "LM judge whose confidence and position consistency become features "
+                          "(default: the one with the most labels on the dataset)."},
+    )  # fmt: skip
 
     def validate(self) -> FeatureConfig:
         if self.tagger not in ("embedding", "lm", "none"):
@@ -242,12 +231,28 @@ class FeatureSummary:
     tags: list[str]
     counts: dict[str, int]  # binary feature -> instances that have it
 
+    def tag_report(self) -> dict[str, dict[str, Any]]:
+        """Per tag dimension: the share of instances tagged ``unknown``, and whether the routing
+        predictor uses the dimension (and the taxonomy's reason when it does not)."""
+        status = tag_status()
+        report = {}
+        for name in self.tags:
+            known = status.get(name)
+            report[name] = {
+                "unknown_share": round(
+                    self.counts.get(f"{name}={UNKNOWN}", 0) / max(self.instances, 1), 4
+                ),
+                "used_by_predictor": known.used_by_predictor if known else True,
+                "reason": known.reason if known else None,
+            }
+        return report
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
             "instances": self.instances,
             "measures": self.measures,
-            "tags": self.tags,
+            "tags": self.tag_report(),
             "features": self.counts,
         }
 
@@ -264,10 +269,10 @@ def compute_features(
     The sentence vectors go to the workspace's embedding cache on the way, so the reward probes
     of a sweep find them there.
     """
-    from routing.taggers import make_tagger
-
     config = (config or FeatureConfig()).validate()
     texts = PairTexts.load(store, dataset)
+    # read before the slow part, so that a judge named wrongly fails at once
+    signals = JudgeSignals.load(store, dataset, config.judge)
     encoder = Encoder(config.encoder)
     raw, prompt_vectors, response_vectors = lexical_measures(
         texts, encoder, chunk_pairs=config.chunk_pairs, progress=progress
@@ -292,7 +297,8 @@ def compute_features(
             for instance_id, label, score in zip(texts.instance_ids, labels, scores, strict=True):
                 rows.append((instance_id, dimension, float(score), tagger.extractor, label))
 
-    names = list(MEASURES) + tag_names
+    rows += judge_feature_rows(signals)  # none where the dataset has no LM labels
+    names = list(MEASURES) + tag_names + list(JUDGE_NAMES)
     with store.write():
         for chunk_start in range(0, len(texts.instance_ids), 500):
             ids = texts.instance_ids[chunk_start : chunk_start + 500]
@@ -370,6 +376,20 @@ class FeatureMatrix:
             if name in index:
                 out[:, j] = self.matrix[:, index[name]]
         return FeatureMatrix(self.instance_ids, list(names), out)
+
+    def for_routing(self, taxonomy: list[TagDimension] | None = None) -> FeatureMatrix:
+        """The columns the routing predictor learns from: no ``tag=unknown`` (an abstention is
+        not a feature) and no tag dimension the taxonomy leaves out of routing. Lexical measures
+        and ``judge_*`` columns always stay."""
+        left_out = {d.name for d in (taxonomy or load_taxonomy()) if not d.routing}
+        keep = []
+        for name in self.names:
+            base, _, value = name.partition("=")
+            if base in MEASURES or base.startswith("judge_"):
+                keep.append(name)
+            elif value != UNKNOWN and base not in left_out:
+                keep.append(name)
+        return self.aligned(keep)
 
     def subset(self, instance_ids: Sequence[int]) -> FeatureMatrix:
         row_of = {int(i): k for k, i in enumerate(self.instance_ids)}

@@ -25,11 +25,15 @@ from curation.store import Store
 from routing.sweeps import SweepRuns, sweep_info
 
 PPM_KINDS = ("lightgbm", "linear", "quadratic")
+# Chosen by held-out routing gain on real labels (benchmarks/routing_real.py), not by CV R^2.
+DEFAULT_KIND = "linear"
 
 
 @dataclass
 class PPMConfig:
-    kind: str = field(default="lightgbm", metadata={"help": "lightgbm, linear or quadratic."})
+    kind: str = field(
+        default=DEFAULT_KIND, metadata={"help": "linear (default), quadratic or lightgbm."}
+    )
     n_estimators: int = field(default=100, metadata={"help": "LightGBM trees."})
     learning_rate: float = field(default=0.1, metadata={"help": "LightGBM learning rate."})
     num_leaves: int = field(default=31, metadata={"help": "LightGBM leaves per tree."})
@@ -37,6 +41,11 @@ class PPMConfig:
         default=10, metadata={"help": "LightGBM: runs a leaf needs (sweeps are small)."}
     )
     ridge: float = field(default=1.0, metadata={"help": "Quadratic model's L2 penalty."})
+    monotone: bool = field(
+        default=True,
+        metadata={"help": "LightGBM: constrain each feature's effect to the sign the linear fit "
+                          "gives it (more human labels on a feature help, or hurt, throughout)."},
+    )  # fmt: skip
     folds: int = field(default=5, metadata={"help": "Cross-validation folds."})
     seed: int = field(default=0, metadata={"help": "Seed of the folds and of LightGBM."})
 
@@ -129,7 +138,13 @@ class _LightGBM:
     def fit(self, x: np.ndarray, y: np.ndarray) -> _LightGBM:
         import lightgbm as lgb
 
+        extra: dict[str, Any] = {}
+        if self.config.monotone:
+            signs = np.sign(_Linear().fit(x, y).coef).astype(int)
+            extra = {"monotone_constraints": signs.tolist(),
+                     "monotone_constraints_method": "advanced"}  # fmt: skip
         model = lgb.LGBMRegressor(
+            **extra,
             objective="regression",
             n_estimators=self.config.n_estimators,
             learning_rate=self.config.learning_rate,
@@ -172,32 +187,70 @@ def make_regressor(config: PPMConfig):
 # ---- fit quality -----------------------------------------------------------------------------
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, config: PPMConfig) -> dict[str, float]:
-    """Out-of-fold R^2, Spearman and RMSE of a PPM kind on these runs."""
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else 0.0
+
+
+def _budget_only(budgets: np.ndarray, train: np.ndarray, test: np.ndarray, y: np.ndarray):
+    """A quadratic in the budget alone, fitted on ``train``: what the budget explains."""
+    design = np.vander(budgets, 3)
+    coef, *_ = np.linalg.lstsq(design[train], y[train], rcond=None)
+    return design[test] @ coef
+
+
+def within_budget_spearman(y: np.ndarray, predicted: np.ndarray, budgets: np.ndarray,
+                           bins: int = 5) -> float:  # fmt: skip
+    """Spearman of score and prediction inside budget quintiles, weighted by size: how well the
+    predictor orders splits of about the same budget, which is what a router compares."""
+    edges = np.quantile(budgets, np.linspace(0, 1, bins + 1)[1:-1])
+    which = np.searchsorted(edges, budgets, side="right")
+    total, weight = 0.0, 0
+    for b in np.unique(which):
+        members = which == b
+        if members.sum() >= 5:
+            total += members.sum() * _spearman(y[members], predicted[members])
+            weight += int(members.sum())
+    return float(total / weight) if weight else 0.0
+
+
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, config: PPMConfig, budgets: np.ndarray | None = None
+) -> dict[str, float]:
+    """Out-of-fold R^2, Spearman and RMSE of a PPM kind on these runs; with the runs' budgets
+    also the fit with the budget's share removed: ``partial_r2`` (1 - the predictor's squared
+    error over that of a quadratic in the budget alone, both out of fold) and
+    ``spearman_within_budget``. A raw R^2 over splits of many budgets mostly measures the budget."""
     n = len(y)
     folds = min(config.folds, n)
     if folds < 2:
         raise CuratorError("cross-validation needs at least 2 sweep runs")
     order = np.random.default_rng(config.seed).permutation(n)
     predicted = np.zeros(n)
+    by_budget = np.zeros(n)
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
         predicted[test] = make_regressor(config).fit(x[train], y[train]).predict(x[test])
+        if budgets is not None:
+            by_budget[test] = _budget_only(budgets, train, test, y)
     residual = ((y - predicted) ** 2).sum()
     total = ((y - y.mean()) ** 2).sum()
-    rho = spearmanr(y, predicted).statistic if np.ptp(predicted) > 0 and np.ptp(y) > 0 else 0.0
-    return {
+    out = {
         "r2": float(1 - residual / total) if total > 0 else 0.0,
-        "spearman": float(rho),
+        "spearman": _spearman(y, predicted),
         "rmse": float(np.sqrt(residual / n)),
         "folds": folds,
         "runs": n,
     }
+    if budgets is not None:
+        budget_residual = ((y - by_budget) ** 2).sum()
+        out["partial_r2"] = float(1 - residual / budget_residual) if budget_residual > 0 else 0.0
+        out["spearman_within_budget"] = within_budget_spearman(y, predicted, budgets)
+    return out
 
 
 def learning_curve(
-    x: np.ndarray, y: np.ndarray, config: PPMConfig, points: int = 5
+    x: np.ndarray, y: np.ndarray, config: PPMConfig, points: int = 5, budgets=None
 ) -> list[dict[str, float]]:
     """Cross-validated fit with the first k runs (in a fixed random order), for growing k."""
     n = len(y)
@@ -206,7 +259,11 @@ def learning_curve(
         return []
     order = np.random.default_rng(config.seed + 1).permutation(n)
     sizes = sorted({int(s) for s in np.linspace(smallest, n, points)})
-    return [{"runs": k, **cross_validate(x[order[:k]], y[order[:k]], config)} for k in sizes]
+    return [
+        {"runs": k, **cross_validate(x[order[:k]], y[order[:k]], config,
+                                     None if budgets is None else budgets[order[:k]])}
+        for k in sizes
+    ]  # fmt: skip
 
 
 # ---- the predictor ---------------------------------------------------------------------------
@@ -317,7 +374,11 @@ def min_runs(config: PPMConfig) -> int:
 
 
 def fit_predictor(
-    x: np.ndarray, y: np.ndarray, names: Sequence[str], config: PPMConfig | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    config: PPMConfig | None = None,
+    budgets: np.ndarray | None = None,
 ) -> PerformancePredictor:
     """Fit on all runs, with cross-validated metrics, a learning curve and importances."""
     config = (config or PPMConfig()).validate()
@@ -327,17 +388,19 @@ def fit_predictor(
         )
     predictor = PerformancePredictor(config.kind, list(names), make_regressor(config).fit(x, y))
     predictor.metrics = {
-        "cv": cross_validate(x, y, config),
-        "learning_curve": learning_curve(x, y, config),
+        "cv": cross_validate(x, y, config, budgets),
+        "learning_curve": learning_curve(x, y, config, budgets=budgets),
         "importances": predictor.importances(x),
     }
     return predictor
 
 
-def compare_kinds(x: np.ndarray, y: np.ndarray, config: PPMConfig | None = None) -> dict:
+def compare_kinds(
+    x: np.ndarray, y: np.ndarray, config: PPMConfig | None = None, budgets=None
+) -> dict:
     """Cross-validated fit of every PPM kind on the same runs (LightGBM against its baselines)."""
     config = config or PPMConfig()
-    return {kind: cross_validate(x, y, PPMConfig(**{**asdict(config), "kind": kind}))
+    return {kind: cross_validate(x, y, PPMConfig(**{**asdict(config), "kind": kind}), budgets)
             for kind in PPM_KINDS}  # fmt: skip
 
 
@@ -346,8 +409,8 @@ def train_ppm(store: Store, sweep_id: int, config: PPMConfig | None = None) -> P
     config = (config or PPMConfig()).validate()
     runs = SweepRuns.load(store, sweep_id)
     info = sweep_info(store, sweep_id)
-    predictor = fit_predictor(runs.vectors, runs.scores, runs.names, config)
-    predictor.metrics["baselines"] = compare_kinds(runs.vectors, runs.scores, config)
+    predictor = fit_predictor(runs.vectors, runs.scores, runs.names, config, runs.budgets)
+    predictor.metrics["baselines"] = compare_kinds(runs.vectors, runs.scores, config, runs.budgets)
     predictor.provenance = {
         "sweep_id": sweep_id,
         "dataset": info["dataset"],

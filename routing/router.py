@@ -32,6 +32,12 @@ from routing.splits import budget_count, sample_grouped, split_vector, split_vec
 METHODS = ("topk", "simulated", "greedy")
 
 
+def default_method(kind: str) -> str:
+    """The paper's pairing: a linear predictor routes top-k (its per-instance gain is exact), the
+    others by simulated candidates."""
+    return "topk" if kind == "linear" else "simulated"
+
+
 @dataclass
 class RouteConfig:
     method: str = field(default="topk", metadata={"help": "topk, simulated or greedy."})
@@ -83,11 +89,33 @@ class RoutePlan:
         }
 
 
+def centred_by_dimension(names: list[str], gains: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-feature gains with each dimension's (``name=value`` columns sharing a ``name``)
+    instance-weighted mean taken out.
+
+    A dimension's columns add up to the number of human labels on the instances that have a
+    value, so the predictor cannot tell a common offset of them from the budget's own effect: an
+    ordinary least-squares fit puts an arbitrary share of the budget there. Within a dimension
+    every instance has one column, so only the differences rank instances; where a tag abstains
+    (no column) the instance is ranked as an average one, not as one that lacks a bonus."""
+    out = np.asarray(gains, dtype=float).copy()
+    dimensions: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        dimensions.setdefault(name.split("=", 1)[0], []).append(j)
+    for columns in dimensions.values():
+        weights = counts[columns].astype(float)
+        if weights.sum() > 0:
+            out[columns] -= float(weights @ out[columns] / weights.sum())
+    return out
+
+
 def instance_gains(
     predictor: PerformancePredictor, features: np.ndarray, count: int, seed: int = 0
 ) -> np.ndarray:
-    """Per instance, the predicted score change from giving it a human label."""
+    """Per instance, the predicted score change from giving it a human label (relative to an
+    average instance; see :func:`centred_by_dimension`)."""
     per_feature = predictor.feature_gain(features, count, seed=seed)
+    per_feature = centred_by_dimension(predictor.names, per_feature, features.sum(axis=0))
     return features.astype(float) @ per_feature
 
 

@@ -31,6 +31,20 @@ def budget_count(budget: float, n: int) -> int:
     return int(budget)
 
 
+def busiest_judge(store: Store, dataset_id: int) -> str | None:
+    """The LM annotator with the most submitted labels on a dataset (ties by name): the judge
+    whose labels a sweep uses unless one is named."""
+    row = store.conn.execute(
+        "SELECT a.annotator, count(*) AS n FROM annotations a "
+        "JOIN instances i ON i.id = a.instance_id "
+        "WHERE i.dataset_id = ? AND a.annotator_kind = 'lm' AND a.status = 'submitted' "
+        "AND a.overall IS NOT NULL GROUP BY a.annotator ORDER BY n DESC, a.annotator "
+        "LIMIT 1",
+        (dataset_id,),
+    ).fetchone()
+    return row[0] if row else None
+
+
 # ---- labels ----------------------------------------------------------------------------------
 
 
@@ -61,33 +75,26 @@ def _kept(value: int, slight: str) -> bool:
 
 @dataclass
 class SplitLabels:
-    """Per instance (in id order) the human majority and the LM judge's verdict: -1 A, 1 B, 0 none."""
+    """Per instance (in id order) the human majority and the LM judge's verdict: -1 A, 1 B, 0 none;
+    and the instance's own ``gold`` side where the dataset carries one (the demo's hidden truth, an
+    imported gold column), else 0."""
 
     instance_ids: np.ndarray
     human: np.ndarray
     lm: np.ndarray
     judge: str | None
+    gold: np.ndarray | None = None
 
     @classmethod
     def load(cls, store: Store, dataset: str, config: LabelConfig | None = None) -> SplitLabels:
         config = (config or LabelConfig()).validate()
         ds = store.dataset(dataset)
-        ids = np.array(
-            [r[0] for r in store.conn.execute(
-                "SELECT id FROM instances WHERE dataset_id = ? ORDER BY id", (ds["id"],))],
-            dtype=np.int64,
-        )  # fmt: skip
-        judge = config.judge
-        if judge is None:
-            row = store.conn.execute(
-                "SELECT a.annotator, count(*) AS n FROM annotations a "
-                "JOIN instances i ON i.id = a.instance_id "
-                "WHERE i.dataset_id = ? AND a.annotator_kind = 'lm' AND a.status = 'submitted' "
-                "AND a.overall IS NOT NULL GROUP BY a.annotator ORDER BY n DESC, a.annotator "
-                "LIMIT 1",
-                (ds["id"],),
-            ).fetchone()
-            judge = row[0] if row else None
+        id_rows = store.conn.execute(
+            "SELECT id, gold FROM instances WHERE dataset_id = ? ORDER BY id", (ds["id"],)
+        ).fetchall()
+        ids = np.array([r[0] for r in id_rows], dtype=np.int64)
+        gold = np.array([int(np.sign(r[1] or 0)) for r in id_rows], dtype=np.int8)
+        judge = config.judge if config.judge is not None else busiest_judge(store, ds["id"])
         human: list[tuple[int, int]] = []
         lm: dict[int, int] = {}
         rows = store.conn.execute(
@@ -113,7 +120,20 @@ class SplitLabels:
             human_v[row_of[int(instance_id)]] = value
         for instance_id, value in lm.items():
             lm_v[row_of[instance_id]] = value
-        return cls(ids, human_v, lm_v, judge)
+        return cls(ids, human_v, lm_v, judge, gold)
+
+    @property
+    def reference_source(self) -> str:
+        """What routing is proven against: ``gold`` where at least half the instances carry a gold
+        side, else the ``human`` majority."""
+        if self.gold is not None and (self.gold != 0).mean() >= 0.5:
+            return "gold"
+        return "human"
+
+    @property
+    def reference(self) -> np.ndarray:
+        """Each instance's true side for scoring (0: none, not scored)."""
+        return self.gold if self.reference_source == "gold" else self.human
 
     def for_split(self, human_mask: np.ndarray) -> np.ndarray:
         """Each instance's training label under a split (0: dropped)."""
@@ -177,7 +197,8 @@ def sample_split(
 
 
 def split_vector(features: np.ndarray, human_mask: np.ndarray) -> np.ndarray:
-    """Per feature, the number of human-labelled instances that have it."""
+    """Per feature, the number of human-labelled instances that have it (a sweep passes the mask
+    of those whose human label survives tie-dropping, as the paper's code counts)."""
     return features[human_mask].sum(axis=0).astype(np.float64)
 
 

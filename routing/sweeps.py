@@ -17,14 +17,24 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CuratorError
-from curation.evalsets import EvalSet
+from curation.evalsets import EvalScore, EvalSet
 from curation.store import Store
 from routing.embeddings import Encoder, EncoderConfig
-from routing.features import FeatureMatrix
-from routing.reward_probe import PairDesign, ProbeConfig, evaluate_probe, train_probe
+from routing.features import FeatureMatrix, PairTexts
+from routing.reward_probe import (
+    PairDesign,
+    ProbeConfig,
+    ProbeTexts,
+    Representation,
+    crossfit_accuracy,
+    evaluate_probe,
+    train_probe,
+    tune_l2,
+)
 from routing.splits import SAMPLERS, LabelConfig, SplitLabels, sample_split, split_vector
 
 SCORERS = ("probe", "reward_model")
+TARGETS = ("crossfit", "eval")
 # (runs done, runs asked for)
 Progress = Callable[[int, int], None]
 
@@ -35,19 +45,30 @@ class SweepConfig:
 
     runs: int = field(default=200, metadata={"help": "Reward models to train."})
     sampler: str = field(
-        default="mixed",
-        metadata={
-            "help": "grouped (the paper's feature-grouped draw), uniform, or mixed (alternate)."
-        },
-    )
+        default="grouped",
+        metadata={"help": "grouped (the paper's feature-grouped draw; default), uniform, or "
+                          "mixed (alternate)."},
+    )  # fmt: skip
     min_budget: float = field(default=0.0, metadata={"help": "Smallest human share drawn."})
     max_budget: float = field(default=1.0, metadata={"help": "Largest human share drawn."})
-    seed: int = field(default=0, metadata={"help": "Seed of the split draws."})
+    seed: int = field(default=0, metadata={"help": "Seed of the split draws and of the folds."})
     scorer: str = field(
         default="probe",
-        metadata={"help": "probe (a Bradley-Terry probe on frozen embeddings: seconds a run), or "
+        metadata={"help": "probe (a Bradley-Terry probe: milliseconds a run), or "
                           "reward_model (a full reward model a run: minutes on CPU, for GPUs; "
                           "runs as a background job)."},
+    )  # fmt: skip
+    target: str = field(
+        default="crossfit",
+        metadata={"help": "crossfit (k-fold cross-fitted agreement with gold, or with the human "
+                          "majority, over the dataset's own pairs) or eval (a fixed "
+                          "RewardBench-format eval set)."},
+    )  # fmt: skip
+    folds: int = field(default=5, metadata={"help": "crossfit: folds."})
+    proof_share: float = field(
+        default=0.5,
+        metadata={"help": "Share of the scored pairs kept to prove routing: sweep runs are never "
+                          "scored on them, so the predictor's target and the proof are disjoint."},
     )  # fmt: skip
     labels: LabelConfig = field(default_factory=LabelConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -60,9 +81,18 @@ class SweepConfig:
             raise CuratorError(f"sampler must be grouped, uniform or mixed, not {self.sampler!r}")
         if self.scorer not in SCORERS:
             raise CuratorError(f"scorer must be one of {', '.join(SCORERS)}, not {self.scorer!r}")
+        if self.target not in TARGETS:
+            raise CuratorError(f"target must be crossfit or eval, not {self.target!r}")
+        if self.scorer == "reward_model" and self.target != "eval":
+            raise CuratorError("a reward_model sweep is scored on an eval set: --target eval")
+        if self.folds < 2:
+            raise CuratorError("crossfit needs at least 2 folds")
+        if not 0 <= self.proof_share < 1:
+            raise CuratorError("proof_share must be in [0, 1)")
         if not 0 <= self.min_budget <= self.max_budget <= 1:
             raise CuratorError("budgets must satisfy 0 <= min_budget <= max_budget <= 1")
         self.labels.validate()
+        self.probe.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,62 +100,142 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
+        """A stored config; sweeps stored before ``target`` existed were scored on an eval set
+        with the MiniLM probe and the mixed sampler, and read back so."""
         data = dict(data)
+        if data and "target" not in data:
+            data.setdefault("target", "eval")
+            data.setdefault("sampler", "mixed")
+            data["probe"] = {"representation": "minilm", **(data.get("probe") or {})}
         labels = LabelConfig(**data.pop("labels", {}))
-        probe = ProbeConfig(**data.pop("probe", {}))
+        probe_fields = ProbeConfig.__dataclass_fields__
+        probe = ProbeConfig(**{k: v for k, v in data.pop("probe", {}).items() if k in probe_fields})
         encoder = EncoderConfig(**data.pop("encoder", {}))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known, labels=labels, probe=probe, encoder=encoder)
 
 
+def proof_rows(n: int, share: float, seed: int = 0) -> np.ndarray:
+    """Which of ``n`` scored rows prove routing (True) and which score sweep runs (False): a
+    seeded draw of ``share`` of them, fixed for a dataset so every sweep and proof agree."""
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng([seed, 104729]).permutation(n)[: round(share * n)]] = True
+    return mask
+
+
+def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    """A seeded assignment of ``n`` rows to ``folds`` folds of near-equal size."""
+    return np.random.default_rng([seed, 31337]).permutation(n) % folds
+
+
 @dataclass
 class SweepData:
-    """Everything a sweep's runs share, loaded once: features, labels, the two designs."""
+    """Everything a sweep's runs share, loaded once: features, labels, the probe's design, and
+    what a run is scored on (a fixed eval set, or cross-fitted agreement with the reference).
+
+    ``proof`` marks the scored rows (eval-set pairs, or the dataset's pairs under crossfit) that
+    only :mod:`routing.evaluation` scores on; sweep runs score on the rest."""
 
     features: FeatureMatrix
     labels: SplitLabels
     design: PairDesign
-    evalset: EvalSet
-    eval_design: PairDesign
+    config: SweepConfig
+    proof: np.ndarray
+    evalset: EvalSet | None = None
+    eval_design: PairDesign | None = None
 
     @classmethod
     def load(
         cls,
         store: Store,
         dataset: str,
-        eval_dataset: str,
+        eval_dataset: str | None = None,
+        config: SweepConfig | None = None,
         *,
-        labels: LabelConfig | None = None,
-        encoder: EncoderConfig | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> SweepData:
-        features = FeatureMatrix.load(store, dataset)
-        split_labels = SplitLabels.load(store, dataset, labels)
+        config = (config or SweepConfig()).validate()
+        features = FeatureMatrix.load(store, dataset).for_routing()
+        split_labels = SplitLabels.load(store, dataset, config.labels)
         split_labels.require_both()
-        model = Encoder(encoder or EncoderConfig())
-        design = PairDesign.for_dataset(store, dataset, model, progress=progress)
-        evalset = EvalSet.load(store, eval_dataset)
-        eval_design = PairDesign.for_eval(store, evalset, model, progress=progress)
-        return cls(features, split_labels, design, evalset, eval_design)
+        texts = PairTexts.load(store, dataset)
+        probe_texts = ProbeTexts(texts.instance_ids, texts.prompts, texts.response_a,
+                                 texts.response_b, dataset)  # fmt: skip
+        encoder = Encoder(config.encoder) if config.probe.uses_encoder else None
+        rep = Representation.fit(probe_texts, config.probe, encoder)
+        design = rep.design(store, probe_texts, progress=progress)
+        evalset = eval_design = None
+        if config.target == "eval":
+            if not eval_dataset:
+                raise CuratorError("a sweep scored on an eval set needs one: --eval EVALSET")
+            evalset = EvalSet.load(store, eval_dataset)
+            eval_texts = ProbeTexts(evalset.instance_ids, evalset.prompts, evalset.chosen,
+                                    evalset.rejected, eval_dataset)  # fmt: skip
+            eval_design = rep.design(store, eval_texts, progress=progress)
+            n_scored = len(evalset.instance_ids)
+        else:
+            n_scored = len(split_labels.instance_ids)
+        proof = proof_rows(n_scored, config.proof_share)
+        data = cls(features, split_labels, design, config, proof, evalset, eval_design)
+        if config.probe.l2 is None:
+            data.config = SweepConfig.from_dict(config.to_dict())
+            data.config.probe.l2 = data.tuned_l2()
+        return data
 
-    def score(self, human_mask: np.ndarray, probe: ProbeConfig, rows: np.ndarray | None = None):
-        """Train a probe on the split's labels (optionally only on ``rows``) and score it."""
+    @property
+    def target(self) -> str:
+        return self.config.target
+
+    def tuned_l2(self) -> float:
+        """The probe's penalty, tuned by cross-validation on the human labels over the rows that
+        sweeps score on (never the proof rows)."""
+        n = len(self.labels.human)
+        scored = ~self.proof if self.target == "crossfit" else np.ones(n, dtype=bool)
+        folds = fold_ids(n, self.config.folds, self.config.seed)
+        return tune_l2(self.design.diffs, self.labels.human, folds, scored, self.config.probe)
+
+    def surviving(self, human_mask: np.ndarray) -> np.ndarray:
+        """The human-labelled instances whose label trains (ties and no-majority are dropped)."""
+        return human_mask & (self.labels.human != 0)
+
+    def score(
+        self,
+        human_mask: np.ndarray,
+        rows: np.ndarray | None = None,
+        *,
+        part: str = "fit",
+        seed: int | None = None,
+    ) -> tuple[EvalScore, int]:
+        """Train probes on the split's labels (optionally only on ``rows``) and score them on the
+        ``fit`` rows (sweep runs) or the ``proof`` rows (evaluation). ``seed`` redraws the
+        crossfit folds (each evaluation seed); by default the sweep's own folds are used."""
         labels = self.labels.for_split(human_mask)
         if rows is not None:
             keep = np.zeros(len(labels), dtype=bool)
             keep[rows] = True
             labels = np.where(keep, labels, 0)
-        weights = train_probe(self.design.diffs, labels, probe)
-        return evaluate_probe(weights, self.eval_design, self.evalset), int((labels != 0).sum())
+        scored = self.proof if part == "proof" else ~self.proof
+        n_train = int((labels != 0).sum())
+        probe = self.config.probe
+        if self.target == "eval":
+            weights = train_probe(self.design.diffs, labels, probe)
+            score = evaluate_probe(weights, self.eval_design, self.evalset, np.flatnonzero(scored))
+            return score, n_train
+        folds = fold_ids(len(labels), self.config.folds,
+                         self.config.seed if seed is None else seed)  # fmt: skip
+        accuracy, n = crossfit_accuracy(
+            self.design.diffs, labels, self.labels.reference, folds, scored, probe
+        )
+        return EvalScore(accuracy, {"crossfit": accuracy}, {"crossfit": accuracy}, n), n_train
 
 
-def create_sweep(store: Store, dataset: str, eval_dataset: str, config: SweepConfig) -> int:
+def create_sweep(store: Store, dataset: str, eval_dataset: str | None, config: SweepConfig) -> int:
     ds = store.dataset(dataset)
-    ev = store.dataset(eval_dataset)
+    ev_id = store.dataset(eval_dataset)["id"] if eval_dataset else None
     with store.write():
         cursor = store.conn.execute(
             "INSERT INTO sweeps(dataset_id, eval_dataset_id, config) VALUES (?, ?, ?)",
-            (ds["id"], ev["id"], json.dumps(config.to_dict())),
+            (ds["id"], ev_id, json.dumps(config.to_dict())),
         )
     return int(cursor.lastrowid)
 
@@ -163,7 +273,7 @@ def list_sweeps(store: Store, dataset: str | None = None) -> list[dict[str, Any]
 def run_sweep(
     store: Store,
     dataset: str,
-    eval_dataset: str,
+    eval_dataset: str | None,
     config: SweepConfig | None = None,
     *,
     sweep_id: int | None = None,
@@ -192,9 +302,9 @@ def run_sweep(
             "sweeps that train a full reward model per run are background jobs: "
             "`curator sweep ... --scorer reward_model --background`"
         )
-    data = data or SweepData.load(
-        store, dataset, eval_dataset, labels=config.labels, encoder=config.encoder
-    )
+    data = data or SweepData.load(store, dataset, eval_dataset, config)
+    if isinstance(data, SweepData):
+        config.probe = data.config.probe  # with the penalty it tuned, so a rerun reproduces it
     if sweep_id is None:
         sweep_id = create_sweep(store, dataset, eval_dataset, config)
     rng = np.random.default_rng([config.seed, done_before])
@@ -210,8 +320,8 @@ def run_sweep(
         if sampler == "mixed":
             sampler = "grouped" if (done_before + k) % 2 == 0 else "uniform"
         mask = sample_split(matrix, count, rng, sampler)
-        score, n_train = data.score(mask, config.probe)
-        vector = split_vector(matrix, mask)
+        score, n_train = data.score(mask)
+        vector = split_vector(matrix, data.surviving(mask))
         details = {
             "sampler": sampler,
             "n_human": int(mask.sum()),

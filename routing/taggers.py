@@ -4,13 +4,16 @@ The embedding tagger (the default) compares a prompt's sentence vector with each
 prompts and takes the nearest value: thousands of prompts a second on a CPU, no generation. The LM
 tagger asks a judge backend a multiple-choice question per dimension and reads the option letters'
 log-probabilities (or parses the letter it writes), as the paper's tagger asked an LM.
+
+Both answer ``unknown`` when nothing is near enough (the dimension's floor in the taxonomy): a
+guessed tag is a wrong feature for the routing predictor, an abstention is no feature at all.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
     from routing.features import FeatureConfig
 
 TAXONOMY_FILE = asset_path("tags", "taxonomy.yaml")
+UNKNOWN = "unknown"
+# A value scores as the mean cosine of its `top_k` nearest examples (the taxonomy's, else TOP_K).
+# safety_concern uses 3: one stray example close to a prompt ("kill a Python process" beside "kill
+# my neighbour") no longer decides alone. Values with a few narrow examples (subjects) keep 1.
+TOP_K = 1
 
 Progress = Callable[[str, int, int], None]
 # dimension -> (label per prompt, score per prompt)
@@ -40,10 +48,56 @@ class TagValue:
 
 
 @dataclass(frozen=True)
+class TagFloor:
+    """Below these a tagger answers ``unknown`` for a dimension instead of its nearest value."""
+
+    similarity: float = field(
+        default=0.0, metadata={"help": "Embedding tagger: least score of the best value."}
+    )
+    margin: float = field(
+        default=0.0, metadata={"help": "Embedding tagger: least lead of the best value."}
+    )
+    probability: float = field(
+        default=0.5, metadata={"help": "LM tagger: least probability of the chosen option."}
+    )
+
+
+@dataclass(frozen=True)
 class TagDimension:
     name: str
     question: str
     values: tuple[TagValue, ...]
+    floor: TagFloor = TagFloor()
+    top_k: int = TOP_K  # embedding tagger: a value's score is the mean of its k nearest examples
+    routing: bool = True  # whether the routing predictor sees this dimension's tags
+    reason: str | None = None  # why routing leaves it out (a benchmark figure)
+
+
+@dataclass(frozen=True)
+class TagStatus:
+    """Whether the routing predictor uses a tag dimension, and if not, why."""
+
+    dimension: str
+    used_by_predictor: bool
+    reason: str | None
+
+
+def _top_k(path: Path, name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise CuratorError(f"{path}: {name}.top_k must be a whole number of at least 1")
+    return value
+
+
+def _floor(path: Path, name: str, spec: Any) -> TagFloor:
+    if spec is None:
+        return TagFloor()
+    known = set(TagFloor.__dataclass_fields__)
+    if not isinstance(spec, dict) or set(spec) - known:
+        raise CuratorError(f"{path}: {name}.floor takes {', '.join(sorted(known))}")
+    try:
+        return TagFloor(**{key: float(value) for key, value in spec.items()})
+    except (TypeError, ValueError) as exc:
+        raise CuratorError(f"{path}: {name}.floor needs numbers: {exc}") from exc
 
 
 def load_taxonomy(path: str | Path | None = None) -> list[TagDimension]:
@@ -68,10 +122,34 @@ def load_taxonomy(path: str | Path | None = None) -> list[TagDimension]:
                 raise CuratorError(
                     f"{path}: {name}={value} needs a description and at least one example"
                 )
+            if str(value) == UNKNOWN:
+                raise CuratorError(f"{path}: {name}={UNKNOWN} is the taggers' abstention")
             parsed.append(TagValue(str(value), str(description), tuple(map(str, examples))))
         question = (spec or {}).get("question") or f"Which {name} fits this request?"
-        dimensions.append(TagDimension(str(name), str(question), tuple(parsed)))
+        routing = (spec or {}).get("routing", True)
+        reason = (spec or {}).get("reason")
+        if not isinstance(routing, bool):
+            raise CuratorError(f"{path}: {name}.routing must be true or false")
+        if not routing and not reason:
+            raise CuratorError(f"{path}: {name} is left out of routing: say why in `reason:`")
+        dimensions.append(
+            TagDimension(
+                str(name),
+                str(question),
+                tuple(parsed),
+                floor=_floor(path, str(name), (spec or {}).get("floor")),
+                top_k=_top_k(path, str(name), (spec or {}).get("top_k", TOP_K)),
+                routing=routing,
+                reason=str(reason) if reason else None,
+            )
+        )
     return dimensions
+
+
+def tag_status(taxonomy: list[TagDimension] | None = None) -> dict[str, TagStatus]:
+    """Per tag dimension: whether the routing predictor uses it, and the taxonomy's reason if not."""
+    taxonomy = taxonomy if taxonomy is not None else load_taxonomy()
+    return {d.name: TagStatus(d.name, d.routing, None if d.routing else d.reason) for d in taxonomy}
 
 
 class Tagger(Protocol):
@@ -87,15 +165,24 @@ class Tagger(Protocol):
 
 
 class EmbeddingTagger:
-    """Each value scores as its nearest example (cosine similarity); the best-scoring value wins.
+    """Each value scores as the mean cosine of its ``top_k`` nearest examples (``top_k`` given here,
+    else the dimension's); the best value wins,
+    unless its score or its lead over the runner-up is under the dimension's floor: ``unknown``.
 
-    The nearest example rather than the examples' mean: a value such as ``safety_concern=safe``
+    The nearest examples rather than all examples' mean: a value such as ``safety_concern=safe``
     covers prompts of every topic, and a mean of poems, recipes and code sits near none of them.
     """
 
-    def __init__(self, encoder: Encoder, taxonomy: list[TagDimension] | None = None):
+    def __init__(
+        self,
+        encoder: Encoder,
+        taxonomy: list[TagDimension] | None = None,
+        *,
+        top_k: int | None = None,
+    ):
         self.encoder = encoder
         self.taxonomy = taxonomy or load_taxonomy()
+        self.top_k = top_k
         self.extractor = f"tagger:embedding:{encoder.model_id}"
         # per dimension: example vectors and, per example, the index of its value
         self._examples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -121,11 +208,19 @@ class EmbeddingTagger:
             examples, owners = self._examples[dimension.name]
             sims = vectors @ examples.T  # (prompts, examples)
             per_value = np.full((len(vectors), len(dimension.values)), -np.inf)
+            top_k = self.top_k or dimension.top_k
             for j in range(len(dimension.values)):
-                per_value[:, j] = sims[:, owners == j].max(axis=1)
+                own = np.sort(sims[:, owners == j], axis=1)
+                per_value[:, j] = own[:, -top_k:].mean(axis=1)
             best = per_value.argmax(axis=1)
-            labels = [dimension.values[j].name for j in best]
-            out[dimension.name] = (labels, per_value[np.arange(len(best)), best])
+            ranked = np.sort(per_value, axis=1)
+            score, lead = ranked[:, -1], ranked[:, -1] - ranked[:, -2]
+            sure = (score >= dimension.floor.similarity) & (lead >= dimension.floor.margin)
+            labels = [
+                dimension.values[j].name if ok else UNKNOWN
+                for j, ok in zip(best, sure, strict=True)
+            ]
+            out[dimension.name] = (labels, score)
             if progress:
                 progress("tags", k + 1, len(self.taxonomy))
         return out
@@ -147,13 +242,22 @@ def tag_question(prompt: str, dimension: TagDimension) -> str:
 
 
 class LMTagger:
-    """A judge backend picks one option letter per prompt and dimension."""
+    """A judge backend picks one option letter per prompt and dimension: ``unknown`` when no
+    letter parses, or when the chosen letter's probability is under the floor (``min_probability``,
+    else the dimension's ``floor.probability``)."""
 
-    def __init__(self, backend: Any, taxonomy: list[TagDimension] | None = None):
+    def __init__(
+        self,
+        backend: Any,
+        taxonomy: list[TagDimension] | None = None,
+        *,
+        min_probability: float | None = None,
+    ):
         from routing.backends import parse_answer
 
         self.backend = backend
         self.taxonomy = taxonomy or load_taxonomy()
+        self.min_probability = min_probability
         self.extractor = f"tagger:lm:{backend.model_id}"
         self._parse = parse_answer
 
@@ -168,22 +272,35 @@ class LMTagger:
         for k, dimension in enumerate(self.taxonomy):
             letters = tuple(string.ascii_uppercase[: len(dimension.values)])
             questions = [tag_question(p, dimension) for p in prompts]
-            logprobs = self.backend.next_token_logprobs(questions, letters)
+            logprobs = (
+                self.backend.next_token_logprobs(questions, letters)
+                if self.backend.has_logprobs
+                else None
+            )
+            floor = (
+                dimension.floor.probability
+                if self.min_probability is None
+                else self.min_probability
+            )
             labels, scores = [], []
             if logprobs is not None:
                 for found in logprobs:
                     if not found:
-                        labels.append(dimension.values[0].name)
+                        labels.append(UNKNOWN)
                         scores.append(0.0)
                         continue
                     top = max(found, key=found.get)
                     total = sum(np.exp(v) for v in found.values())
-                    labels.append(dimension.values[letters.index(top)].name)
-                    scores.append(float(np.exp(found[top]) / total))
+                    probability = float(np.exp(found[top]) / total)
+                    value = dimension.values[letters.index(top)].name
+                    labels.append(value if probability >= floor else UNKNOWN)
+                    scores.append(probability)
             else:
                 for text in self.backend.generate(questions, max_new_tokens=4):
                     letter = self._parse(text, letters)
-                    labels.append(dimension.values[letters.index(letter) if letter else 0].name)
+                    labels.append(
+                        dimension.values[letters.index(letter)].name if letter else UNKNOWN
+                    )
                     scores.append(1.0 if letter else 0.0)
             out[dimension.name] = (labels, np.asarray(scores))
             if progress:

@@ -22,7 +22,7 @@ from curation.workspace import Workspace
 from routing.features import FeatureConfig, FeatureMatrix, compute_features
 from routing.ppm import PPMConfig, load_ppm, train_ppm
 from routing.router import list_plans
-from routing.sweeps import SweepConfig, list_sweeps, run_sweep
+from routing.sweeps import SweepConfig, list_sweeps, run_sweep, sweep_info
 
 pytestmark = pytest.mark.slow  # features and a sweep on a 120-pair demo: about a minute
 
@@ -104,6 +104,31 @@ def test_the_page_shows_the_predictors_fit_and_the_routed_curve(ws):
     assert metrics(at)["To the LM"] == str(PAIRS - round(0.40 * PAIRS))
 
 
+def test_proving_routing_shows_the_verdict_the_paired_gains_and_every_method_and_keeps_them(ws):
+    """Prove routing shows the headroom verdict, the paired-delta chart and the methods' table,
+    and a rerun without pressing again still shows them."""
+    at = route_page()
+    charts = len(at.get("plotly_chart"))
+    assert not any("delta vs random" in d.value.columns for d in at.dataframe)
+    at.button(key="route_proof_run").click().run()
+    no_errors(at)
+    for _ in range(2):
+        verdicts = [
+            e.value
+            for e in (*at.success, *at.warning)
+            if e.value.startswith(("headroom:", "no headroom:"))
+        ]
+        assert len(verdicts) == 1
+        assert len(at.get("plotly_chart")) == charts + 1
+        table = frame_with(at, "method", "delta vs random", "SE")
+        assert {"routed", "random", "oracle", "all-human", "all-lm"} <= set(table["method"])
+        assert "scores" not in table.columns and "headroom" not in set(table["method"])
+        assert (table["seeds"] == 10).all()
+        assert any(c.value.startswith("Scored on ") for c in at.caption)
+        at.run()
+        no_errors(at)
+
+
 def test_feature_shares_count_the_pairs_the_plan_sends_to_people(ws):
     at = route_page()
     at.slider(key="route_budget").set_value(30).run()
@@ -168,15 +193,21 @@ def test_an_annotator_cannot_open_the_page(ws):
 
 
 def test_running_a_sweep_from_the_page_fits_and_shows_a_new_predictor(ws):
+    """The form's defaults (grouped sampler, crossfit, the linear predictor) need no eval set."""
     at = route_page()
+    assert at.selectbox(key="route_sampler").value == "grouped"
+    assert at.selectbox(key="route_target").value == "crossfit"
+    assert at.selectbox(key="route_kind").value == "linear"
     at.number_input(key="route_runs").set_value(6)
-    at.selectbox(key="route_kind").set_value("linear")
     at.button(key="route_run_sweep").click().run()
     no_errors(at)
     with Store.open(ws) as store:
         sweeps = list_sweeps(store, "demo-prefs")
         newest = load_ppm(store, dataset="demo-prefs")
+        config = sweep_info(store, sweeps[0]["id"])["config"]
     assert [s["runs"] for s in sweeps] == [6, 30]
+    assert sweeps[0]["eval_dataset"] is None  # crossfit reads no eval set
+    assert (config["target"], config["sampler"]) == ("crossfit", "grouped")
     assert newest.kind == "linear" and newest.provenance["sweep_id"] == sweeps[0]["id"]
     assert any(f"predictor {newest.id} (linear)" in s.value for s in at.success)
     assert metrics(at)["Sweep runs"] == "6"
@@ -193,6 +224,10 @@ def test_a_sweep_run_in_the_background_is_queued_as_a_job(ws, monkeypatch):
     at.button(key="route_run_sweep").click().run()
     assert any("In the background" in e.value for e in at.error)  # a model a run: not here
     at.checkbox(key="route_sweep_background").check()
+    at.button(key="route_run_sweep").click().run()
+    no_errors(at)
+    assert any("scored on an eval set" in e.value for e in at.error)  # not on crossfit
+    at.selectbox(key="route_target").set_value("eval")
     at.button(key="route_run_sweep").click().run()
     no_errors(at)
     with Store.open(ws) as store:

@@ -1,6 +1,7 @@
 """The routing pipeline end to end on the demo workspace, through the real `curator` commands:
-features, a 200-run sweep, a route plan queued for an annotator, and the proof that the routed
-split beats random splits of the same budget."""
+features, a 200-run sweep, a route plan queued for an annotator, and the paired proof that the
+routed split beats random, all-human and all-LM at a quarter of the pairs (docs/demo.md says why:
+the simulated judge errs on coding, maths and safety, where people are careful)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,11 @@ def routed_demo(tmp_path_factory) -> dict:
     ws = str(tmp_path_factory.mktemp("routing") / "ws")
     curator("demo", "--no-ui", "--pairs", str(PAIRS), "-w", ws)
     features = json.loads(curator("features", "demo-prefs", "--json", "-w", ws).stdout)
-    sweep = json.loads(
-        curator(
-            "sweep", "demo-prefs", "--eval", "demo-eval", "--runs", "200", "--json", "-w", ws
-        ).stdout
+    sweep = json.loads(curator("sweep", "demo-prefs", "--runs", "200", "--json", "-w", ws).stdout)
+    proof = json.loads(
+        curator("route", "demo-prefs", "--evaluate", "--seeds", "10", "--json", "-w", ws).stdout
     )
-    return {"ws": ws, "features": features, "sweep": sweep}
+    return {"ws": ws, "features": features, "sweep": sweep, "proof": proof}
 
 
 @pytest.mark.parametrize("command", ["features", "sweep", "route"])
@@ -64,10 +64,11 @@ def test_features_cover_every_demo_pair(routed_demo):
 
 def test_sweep_stores_its_runs_and_fits_all_three_predictors(routed_demo):
     sweep = routed_demo["sweep"]
-    assert sweep["runs"] == 200 and sweep["kind"] == "lightgbm"
+    assert sweep["runs"] == 200 and sweep["kind"] == "linear" and sweep["target"] == "crossfit"
     assert set(sweep["baselines"]) == {"lightgbm", "linear", "quadratic"}
-    # the split vectors are real: more runs than features, scores that vary with the split
+    # the split vectors are real: scores that vary with the split, beyond what the budget explains
     assert sweep["cv"]["spearman"] > 0.3
+    assert sweep["cv"]["spearman_within_budget"] > 0.2
     with Store.open(routed_demo["ws"]) as store:
         run = store.conn.execute(
             "SELECT human_ids, feature_vector FROM sweep_runs WHERE sweep_id = ? LIMIT 1",
@@ -75,26 +76,38 @@ def test_sweep_stores_its_runs_and_fits_all_three_predictors(routed_demo):
         ).fetchone()
         human_ids = json.loads(run[0])
         vector = json.loads(run[1])
+        marks = ",".join("?" * len(human_ids))
+        # counted over the human labels that survive tie-dropping, as the paper's code counts
         (with_tag,) = store.conn.execute(
-            f"SELECT count(*) FROM features WHERE name = 'cosine_sim' AND label = 'high' "
-            f"AND instance_id IN ({','.join('?' * len(human_ids))})",  # noqa: S608
+            f"SELECT count(*) FROM features WHERE name = 'cosine_sim' AND label = 'high' "  # noqa: S608
+            f"AND instance_id IN ({marks})",
             human_ids,
         ).fetchone()
-    assert vector["cosine_sim=high"] == with_tag
+    assert 0 < vector["cosine_sim=high"] <= with_tag
 
 
-def test_routed_split_beats_random_at_every_budget_on_the_demo(routed_demo):
-    result = curator(
-        "route", "demo-prefs", "--evaluate", "--seeds", "3", "--json", "-w", routed_demo["ws"]
-    )
-    rows = json.loads(result.stdout)
-    assert all(set(r) == {"method", "budget", "mean", "std", "seeds"} for r in rows)
-    assert {r["method"] for r in rows} == {"routed", "random", "all-human", "all-lm"}
-    by = {(r["method"], r["budget"]): r for r in rows}
-    for budget in (0.25, 0.5, 0.75):
-        routed, random = by[("routed", budget)], by[("random", budget)]
-        assert routed["seeds"] == random["seeds"] == 3
-        assert routed["mean"] > random["mean"], budget
+def test_the_proof_reports_every_method_paired_and_the_headroom_first(routed_demo):
+    rows = routed_demo["proof"]
+    methods = {r["method"] for r in rows}
+    assert methods == {"routed", "random", "all-human", "all-lm", "oracle", "confidence",
+                       "headroom"}  # fmt: skip
+    for row in rows:
+        if row["method"] == "headroom":
+            assert {"delta", "se", "verdict"} <= set(row)
+            continue
+        assert {"method", "budget", "mean", "std", "seeds"} <= set(row)
+        assert row["seeds"] == 10
+        if row["method"] in ("routed", "oracle", "confidence"):
+            assert {"delta_vs_random", "delta_se"} <= set(row)
+
+
+def test_routed_beats_every_baseline_at_a_quarter_of_the_demo_pairs(routed_demo):
+    """The demo's documented error pattern, proven paired over 10 seeds: at 25% the routed split
+    beats the best of all-LM, all-human and random by more than 2 paired SEs."""
+    rows = routed_demo["proof"]
+    routed = next(r for r in rows if r["method"] == "routed" and r["budget"] == 0.25)
+    assert routed["delta_vs_random"] > 3 * routed["delta_se"], routed
+    assert routed["delta_vs_best"] > 2 * routed["delta_vs_best_se"], routed
 
 
 def test_route_plan_is_stored_and_goes_to_an_annotators_queue(routed_demo):

@@ -177,7 +177,8 @@ def test_lm_tagger_reads_option_letters_from_a_real_model(tiny_model):
     for dimension in taxonomy:
         labels, scores = tags[dimension.name]
         assert len(labels) == 2
-        assert set(labels) <= {v.name for v in dimension.values}
+        # a random model's near-even option probabilities fall under the floor: "unknown"
+        assert set(labels) <= {v.name for v in dimension.values} | {"unknown"}
         assert ((scores > 0) & (scores <= 1)).all()
     assert "C." in tag_question("x", taxonomy[0])  # options are lettered
 

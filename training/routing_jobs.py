@@ -26,7 +26,7 @@ def _stopper(ctx: JobContext):
 
 def sweep_spec(
     dataset: str,
-    eval_dataset: str,
+    eval_dataset: str | None,
     config: Any,
     *,
     ppm_kind: str = "lightgbm",
@@ -66,7 +66,7 @@ class RewardModelSweepData:
         from routing.splits import SplitLabels
         from training.reward import RewardTrainConfig
 
-        features = FeatureMatrix.load(ctx.store, dataset)
+        features = FeatureMatrix.load(ctx.store, dataset).for_routing()
         labels = SplitLabels.load(ctx.store, dataset, sweep.labels)
         labels.require_both()
         EvalSet.load(ctx.store, eval_dataset)  # a wrong eval set fails before any training
@@ -76,7 +76,14 @@ class RewardModelSweepData:
         return cls(features, labels, instances, ctx.store, ctx.workspace, eval_dataset, config,
                    ctx.run_dir / "scratch")  # fmt: skip
 
-    def score(self, human_mask: Any, probe: Any = None, rows: Any = None) -> tuple[Any, int]:
+    def surviving(self, human_mask: Any) -> Any:
+        return human_mask & (self.labels.human != 0)
+
+    def score(
+        self, human_mask: Any, rows: Any = None, *, part: str = "fit", seed: Any = None
+    ) -> tuple[Any, int]:
+        """A full reward model on the split, scored on the whole eval set (``part`` and ``seed``
+        are the probe's: a reward-model sweep is not proven by :mod:`routing.evaluation`)."""
         from curation.evalsets import EvalScore
         from training.data import as_pair
         from training.evaluate import evaluate_reward_model
@@ -97,7 +104,7 @@ def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     from routing.sweeps import SweepConfig, create_sweep, run_sweep, sweep_info
 
     try:
-        dataset, eval_dataset = spec["dataset"], spec["eval_dataset"]
+        dataset, eval_dataset = spec["dataset"], spec.get("eval_dataset") or None
     except KeyError as exc:
         raise CuratorError(f"a sweep job needs {exc.args[0]!r} in its spec") from None
     config = SweepConfig.from_dict(spec.get("config", {})).validate()
@@ -107,7 +114,8 @@ def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
         sweep_id = resumed["sweep_id"]
     else:
         store.dataset(dataset)
-        store.dataset(eval_dataset)
+        if eval_dataset:
+            store.dataset(eval_dataset)
         sweep_id = create_sweep(store, dataset, eval_dataset, config)
         ctx.checkpoint_state("sweep.json", {"sweep_id": sweep_id})
     missing = config.runs - sweep_info(store, sweep_id)["runs"]

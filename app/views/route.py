@@ -18,19 +18,29 @@ from app import state, widgets
 from curation.errors import CuratorError
 from curation.queues import assign_plan
 from curation.users import list_users
+from routing.evaluation import PAIRED, EvaluateConfig, Proof, prove_predictor
 from routing.features import FeatureConfig, FeatureMatrix, compute_features
-from routing.ppm import PPM_KINDS, PerformancePredictor, PPMConfig, load_ppm, train_ppm
+from routing.ppm import (
+    DEFAULT_KIND,
+    PPM_KINDS,
+    PerformancePredictor,
+    PPMConfig,
+    load_ppm,
+    train_ppm,
+)
 from routing.router import (
     METHODS,
     RouteConfig,
     RoutePlan,
+    default_method,
     human_share_by_feature,
     list_plans,
     predicted_curve,
     route,
     save_plan,
 )
-from routing.sweeps import SCORERS, SweepConfig, list_sweeps, run_sweep
+from routing.sweeps import SCORERS, TARGETS, SweepConfig, list_sweeps, run_sweep
+from routing.taggers import tag_status
 from training.routing_jobs import sweep_spec
 
 CURVE_BUDGETS = [k / 10 for k in range(11)]
@@ -38,6 +48,7 @@ TOP_FEATURES = 20
 _PPM_KEY = "route_ppm_id"  # (dataset, id) of the predictor this session fitted last
 _PLAN_KEY = "route_plan_id"  # the plan this session saved last
 _CURVE_KEY = "route_curve"  # {(ppm id, dataset, features digest): predicted_curve(...)}
+_PROOF_KEY = "route_proof"  # {(ppm id, dataset, seeds): prove_predictor(...)}
 
 
 def main() -> None:
@@ -45,9 +56,12 @@ def main() -> None:
     st.title("Route")
     st.caption(
         "Which instances are worth a person's label? A sweep trains reward models on sampled "
-        "human/LM splits and scores each on an eval set; a performance predictor learns the score "
-        "from which features the human-labelled instances have; the router spends the budget "
-        "where the predictor expects people to help most."
+        "human/LM splits and scores each (cross-fitted on the dataset's own pairs, or on an eval "
+        "set) on pairs that the proof never uses; a performance predictor learns the score from "
+        "which features the human-labelled instances have; the router spends the budget where "
+        "the predictor expects people to help most. The proof then trains on the routed split "
+        "and compares it with random, all-human, all-LM and an oracle over paired seeds, with "
+        "paired standard errors."
     )
     state.show_flash()
     store = state.store()
@@ -63,7 +77,7 @@ def main() -> None:
         "Eval set",
         evals,
         key="route_eval",
-        help="A RewardBench-format dataset each sweep run's reward model is scored on.",
+        help="A RewardBench-format dataset a sweep scored on an eval set is scored on.",
     )
 
     features = _features_section(store, dataset)
@@ -71,6 +85,7 @@ def main() -> None:
     predictor = _predictor_section(store, dataset)
     if predictor is None or features is None:
         st.stop()
+    _proof_section(store, dataset, predictor)
     plan = _budget_section(store, dataset, predictor, features)
     if plan is None:
         st.stop()
@@ -104,6 +119,13 @@ def _features_section(store, dataset: str) -> FeatureMatrix | None:
                 hide_index=True,
                 key="route_feature_counts",
             )
+        tagged = {name.partition("=")[0] for name in features.names}
+        for status in tag_status().values():
+            if status.dimension in tagged and not status.used_by_predictor:
+                st.caption(
+                    f"{status.dimension} is left out of the routing predictor: {status.reason}"
+                )
+        st.caption("A tag the tagger was not sure of is `unknown`; the predictor ignores those.")
     help_of = {
         name: f.metadata.get("help") for name, f in FeatureConfig.__dataclass_fields__.items()
     }
@@ -143,10 +165,14 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
     st.subheader("Sweep")
     st.caption(
         "Each run trains a reward model on one split (human labels on the sampled instances, the "
-        "LM judge's on the rest) and scores it on the eval set. Runs are stored as they finish."
+        "LM judge's on the rest) and scores it: cross-fitted on the dataset's own pairs, or on the "
+        "eval set. Runs are stored as they finish."
     )
     if eval_set is None:
-        st.info("No eval set in this workspace: import a RewardBench-format dataset (kind eval).")
+        st.info(
+            "No eval set in this workspace: sweeps are scored on the dataset's own pairs "
+            "(crossfit). To score on an eval set, import a RewardBench-format dataset (kind eval)."
+        )
     fields = SweepConfig.__dataclass_fields__
     with st.form("route_sweep_form"):
         c1, c2, c3, c4 = st.columns(4)
@@ -155,7 +181,7 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
         )
         sampler = c2.selectbox(
             "Sampler",
-            ("mixed", "grouped", "uniform"),
+            ("grouped", "uniform", "mixed"),
             help=fields["sampler"].metadata["help"],
             key="route_sampler",
         )
@@ -163,35 +189,54 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
             "Seed", 0, 2**31 - 1, 0, help=fields["seed"].metadata["help"], key="route_seed"
         )
         kind = c4.selectbox(
-            "Predictor", PPM_KINDS, help="Fitted on the runs when they are done.", key="route_kind"
+            "Predictor",
+            PPM_KINDS,
+            index=PPM_KINDS.index(DEFAULT_KIND),
+            help="Fitted on the runs when they are done.",
+            key="route_kind",
         )
-        c5, c6 = st.columns(2)
+        c5, c6, c7 = st.columns(3)
         scorer = c5.selectbox(
             "Scorer", SCORERS, help=fields["scorer"].metadata["help"], key="route_scorer"
         )
-        background = c6.checkbox(
+        target = c6.selectbox(
+            "Scored on", TARGETS, help=fields["target"].metadata["help"], key="route_target"
+        )
+        background = c7.checkbox(
             "In the background", key="route_sweep_background",
             help="Run as a job: it goes on after you leave this page.",
         )  # fmt: skip
+        # a widget's value inside a form is only known on submit: "eval" without an eval set is
+        # refused below rather than by disabling the button
         submitted = st.form_submit_button(
-            "Run sweep",
-            disabled=eval_set is None or features is None,
-            key="route_run_sweep",
+            "Run sweep", disabled=features is None, key="route_run_sweep"
         )
-    if submitted and scorer != "probe" and not background:
+    scored_on = eval_set if target == "eval" else None  # crossfit reads no eval set
+    if submitted and target == "eval" and eval_set is None:
+        st.error(
+            "A sweep scored on an eval set needs one: import a RewardBench-format dataset "
+            "(kind eval), or score on crossfit."
+        )
+    elif submitted and scorer != "probe" and not background:
         st.error("A reward_model sweep trains a model per run: tick 'In the background'.")
     elif submitted and background:
-        config = SweepConfig(runs=int(runs), sampler=sampler, seed=int(seed), scorer=scorer)
-        spec = sweep_spec(dataset, eval_set, config, ppm_kind=kind)
-        widgets.launch_background(store, "sweep", spec, f"a {int(runs)}-run sweep")
+        config = SweepConfig(
+            runs=int(runs), sampler=sampler, seed=int(seed), scorer=scorer, target=target
+        )
+        try:
+            spec = sweep_spec(dataset, scored_on, config, ppm_kind=kind)
+        except CuratorError as exc:
+            st.error(str(exc))
+        else:
+            widgets.launch_background(store, "sweep", spec, f"a {int(runs)}-run sweep")
     elif submitted:
-        bar = st.progress(0.0, text="encoding the pairs and the eval set")
+        bar = st.progress(0.0, text="encoding the pairs")
         try:
             sweep_id = run_sweep(
                 store,
                 dataset,
-                eval_set,
-                SweepConfig(runs=int(runs), sampler=sampler, seed=int(seed)),
+                scored_on,
+                SweepConfig(runs=int(runs), sampler=sampler, seed=int(seed), target=target),
                 progress=lambda done, total: bar.progress(
                     done / max(total, 1), text=f"{done} of {total} runs"
                 ),
@@ -250,9 +295,13 @@ def _predictor_section(store, dataset: str) -> PerformancePredictor | None:
         st.info(f"No performance predictor for {dataset!r} yet: run a sweep first.")
         return None
     source = predictor.provenance
+    if SweepConfig.from_dict(source.get("sweep_config") or {}).target == "eval":
+        scored_on = f"the eval set {source.get('eval_dataset')!r}"
+    else:
+        scored_on = "cross-fitted agreement on the dataset's own pairs"
     st.caption(
         f"Predictor {predictor.id} ({predictor.kind}) fitted on sweep {source.get('sweep_id')}: "
-        f"{source.get('runs')} runs scored on {source.get('eval_dataset')!r}. Cross-validated: "
+        f"{source.get('runs')} runs scored on {scored_on}. Cross-validated: "
         "each run's score is predicted by a model that did not see that run."
     )
     cv = predictor.metrics.get("cv", {})
@@ -305,7 +354,106 @@ def _predictor_section(store, dataset: str) -> PerformancePredictor | None:
     return predictor
 
 
-# ---- 3. budget --------------------------------------------------------------------------------
+# ---- 3. proof ---------------------------------------------------------------------------------
+
+
+def _proof_section(store, dataset: str, predictor: PerformancePredictor) -> None:
+    st.subheader("Proof")
+    st.caption(
+        "Does routing beat a random split of the same size? Under each paired seed every method "
+        "trains reward probes on the same pairs and is scored on the same proof pairs, which no "
+        "sweep run was scored on, so each method's difference from random is measured per seed."
+    )
+    with st.form("route_proof_form"):
+        seeds = st.number_input(
+            "Paired seeds", 2, 1_000, 10,
+            help=EvaluateConfig.__dataclass_fields__["seeds"].metadata["help"],
+            key="route_proof_seeds",
+        )  # fmt: skip
+        submitted = st.form_submit_button("Prove routing", key="route_proof_run")
+    key = (predictor.id, dataset, int(seeds))
+    cache = st.session_state.setdefault(_PROOF_KEY, {})
+    if submitted:
+        bar = st.progress(0.0, text="training reward probes on each method's split")
+        config = EvaluateConfig(
+            seeds=int(seeds), route=RouteConfig(method=default_method(predictor.kind))
+        )
+        try:
+            proof = prove_predictor(
+                store,
+                dataset,
+                predictor,
+                config,
+                progress=lambda done, total: bar.progress(
+                    done / max(total, 1), text=f"{done} of {total} reward probes"
+                ),
+            )
+        except CuratorError as exc:
+            st.error(str(exc))
+            return
+        finally:
+            bar.empty()
+        cache.clear()
+        cache[key] = proof
+    if key in cache:
+        _show_proof(cache[key])
+
+
+def _show_proof(proof: Proof) -> None:
+    headroom = proof.headroom
+    if headroom["significant"]:
+        st.success(headroom["verdict"])
+    else:
+        st.warning(headroom["verdict"])
+        st.caption(
+            "Without headroom, a plan's predicted score and gain (below) are not to be trusted on "
+            "this data."
+        )
+    st.caption(f"Scored on {proof.scored_on}. Error bars: ±2 paired standard errors.")
+    rows = [r for r in proof.rows if r["method"] != "headroom"]
+    fig = go.Figure()
+    for method in PAIRED:
+        mine = [r for r in rows if r["method"] == method and "delta_vs_random" in r]
+        if not mine:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[r["budget"] for r in mine],
+                y=[r["delta_vs_random"] for r in mine],
+                error_y={"type": "data", "array": [2 * r["delta_se"] for r in mine]},
+                mode="lines+markers",
+                name=method,
+                line={"dash": "dash"} if method == "oracle" else None,
+            )
+        )
+    fig.add_hline(y=0, line_dash="dash", line_color="gray", annotation_text="random")
+    fig.update_layout(
+        title="Score gained over a random split of the same size (paired)",
+        xaxis_title="human share of the pairs",
+        xaxis_tickformat=".0%",
+        yaxis_title="score minus random's score",
+        height=380,
+        margin={"t": 40},
+    )
+    st.plotly_chart(fig, width="stretch", key="route_proof_chart")
+    table = pd.DataFrame(
+        [
+            {
+                "method": r["method"],
+                "budget": r["budget"],
+                "mean": r["mean"],
+                "std": r["std"],
+                "seeds": r["seeds"],
+                "delta vs random": r.get("delta_vs_random"),
+                "SE": r.get("delta_se"),
+            }
+            for r in rows
+        ]
+    )
+    st.dataframe(table, hide_index=True, key="route_proof_table")
+
+
+# ---- 4. budget --------------------------------------------------------------------------------
 
 
 def _curve(predictor: PerformancePredictor, dataset: str, features: FeatureMatrix) -> list[dict]:
@@ -384,7 +532,7 @@ def _budget_section(
     return plan
 
 
-# ---- 4. which features earned human labels ----------------------------------------------------
+# ---- 5. which features earned human labels ----------------------------------------------------
 
 
 def _features_to_humans_section(features: FeatureMatrix, plan: RoutePlan) -> None:
@@ -418,7 +566,7 @@ def _features_to_humans_section(features: FeatureMatrix, plan: RoutePlan) -> Non
         st.dataframe(shares, hide_index=True, key="route_feature_shares_table")
 
 
-# ---- 5. saving and sending --------------------------------------------------------------------
+# ---- 6. saving and sending --------------------------------------------------------------------
 
 
 def _plan_section(store, dataset: str, plan: RoutePlan) -> None:
