@@ -255,9 +255,12 @@ def route_cmd(
                 proof = prove_predictor(store, dataset, predictor, config, eval_set=eval_set,
                                         folds=folds, progress=progress)  # fmt: skip
             if as_json:
-                keys = ("method", "budget", "mean", "std", "seeds", "delta_vs_random",
-                        "delta_se", "best_baseline", "delta_vs_best", "delta_vs_best_se",
-                        "delta", "se", "verdict", "significant")  # fmt: skip
+                keys = (
+                    "method", "budget", "mean", "std", "seeds", "delta_vs_random", "delta_se",
+                    "delta_vs_all_lm", "delta_vs_all_lm_se", "delta_vs_all_human",
+                    "delta_vs_all_human_se", "best_baseline", "delta_vs_best",
+                    "delta_vs_best_se", "delta", "se", "verdict", "significant",
+                )  # fmt: skip
                 rows = [{k: r[k] for k in keys if k in r} for r in proof.rows]
                 typer.echo(json.dumps(rows, indent=2))
                 return

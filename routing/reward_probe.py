@@ -177,6 +177,7 @@ def train_probe(diffs, labels: np.ndarray, config: ProbeConfig | None = None) ->
         C=1.0 / (l2 * len(keep)),
         fit_intercept=False,
         solver="liblinear",
+        random_state=0,  # liblinear shuffles: a fixed seed keeps every score reproducible
         max_iter=config.max_iter,
         tol=1e-4,
     )

@@ -168,6 +168,15 @@ def test_the_headroom_verdict_refuses_a_plan_under_two_standard_errors():
     assert ok
 
 
+def test_ends_that_score_alike_still_leave_room_when_a_mix_beats_both():
+    """People and the judge can be equally good overall and wrong on different pairs: the oracle's
+    mix then shows the room a router has, and the verdict says so."""
+    ok, text = headroom_verdict(0.004, 0.005, 10, mix=(0.05, 0.006, 0.25))
+    assert ok and text.startswith("headroom in a mix") and "25%" in text
+    ok, text = headroom_verdict(0.004, 0.005, 10, mix=(0.005, 0.006, 0.25))
+    assert not ok and text.startswith("no headroom")
+
+
 def test_paired_differences_cancel_what_the_seeds_share():
     shared = np.array([0.5, 0.7, 0.6, 0.8])
     delta, se = paired(list(shared + 0.02), list(shared))

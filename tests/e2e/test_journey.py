@@ -67,8 +67,8 @@ def demo_root(tmp_path_factory) -> Path:
     assign(root, "demo-prefs", "ana", limit=QUEUE)
     with Store.open(Workspace(root), create=False) as store:
         compute_features(store, "demo-prefs", FeatureConfig())
-        sweep_id = run_sweep(store, "demo-prefs", "demo-eval", SweepConfig(runs=ROUTING_RUNS))
-        train_ppm(store, sweep_id, PPMConfig(kind="lightgbm"))
+        sweep_id = run_sweep(store, "demo-prefs", None, SweepConfig(runs=ROUTING_RUNS))
+        train_ppm(store, sweep_id, PPMConfig())
     return root
 
 
@@ -263,7 +263,7 @@ def test_every_page_in_the_menu_opens_for_a_curator(curator_page):
 def test_the_route_page_shows_the_predictors_fit_on_the_sweep(curator_page):
     page = curator_page
     open_page(page, "Route", "Predictor fit")
-    wait_for_text(page, re.compile(r"fitted on sweep \d+: 30 runs scored on 'demo-eval'"))
+    wait_for_text(page, re.compile(r"fitted on sweep \d+: 30 runs scored on cross-fitted"))
     expect(page.get_by_text("CV Spearman")).to_be_visible()
     assert_no_exception(page)
     page.get_by_text("Predictor fit", exact=True).scroll_into_view_if_needed()
