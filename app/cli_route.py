@@ -39,9 +39,17 @@ def features_cmd(
             "(default: the one with the most labels)."
         ),
     ] = None,
+    domain: Annotated[
+        bool,
+        typer.Option(
+            "--domain/--no-domain",
+            help="Use the dataset's own domain column (a source, a subset) as a feature.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compute and store the routing features (lexical measures in thirds, prompt tags)."""
+    """Compute and store the routing features (lexical measures in thirds, prompt tags, the
+    judge's own signals, the pair's domain)."""
     from routing.embeddings import EncoderConfig
     from routing.features import FeatureConfig, compute_features
 
@@ -54,6 +62,7 @@ def features_cmd(
         tagger_model=tagger_model,
         tagger_url=tagger_url,
         judge=judge,
+        domain=domain,
     )
     ws = Workspace.resolve(workspace)
     with _store(ws, create=False) as store:

@@ -132,7 +132,7 @@ def run_case(store, dataset: str, judge: str, args) -> dict[str, Any]:
     from routing.sweeps import SweepConfig, SweepData, SweepRuns, run_sweep
 
     started = time.perf_counter()
-    summary = compute_features(store, dataset, FeatureConfig(judge=judge))
+    summary = compute_features(store, dataset, FeatureConfig(judge=judge, domain=args.domain))
     features_s = time.perf_counter() - started
     log(f"  features in {features_s:.0f} s")
     labels = LabelConfig(judge=judge)
@@ -185,7 +185,8 @@ def run_case(store, dataset: str, judge: str, args) -> dict[str, Any]:
                 "top_features": dict(list(predictor.metrics["importances"].items())[:8]),
             })  # fmt: skip
         if sweep_seed == args.sweep_seed:
-            log("    " + routing_table(rows).replace("\n", "\n    "))
+            first = kinds[args.kinds[0]]["sweeps"][0]["rows"]
+            log("    " + routing_table(first).replace("\n", "\n    "))
     return {
         "dataset": dataset,
         "judge": judge,
@@ -331,7 +332,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{cfg['seeds']} paired seeds, budgets {', '.join(f'{b:.0%}' for b in BUDGETS)}; reward "
         "model = Bradley-Terry probe (TF-IDF + length, penalty tuned by CV); score = 5-fold "
         "cross-fitted agreement with the reference on the proof half of the pairs (the sweep "
-        "is scored on the other half)",
+        "is scored on the other half); features: lexical measures, the tags the taxonomy keeps, "
+        "the judge's confidence and position consistency"
+        + (", the pairs' own domain (LLMBar's subset)" if cfg.get("domain", False) else ""),
         f"- wall time: {report['seconds']:.0f} s",
         "",
         "## Summary",
@@ -399,6 +402,8 @@ def main() -> int:
     parser.add_argument("--sources", nargs="+", default=["llmbar", "pandalm"],
                         choices=["llmbar", "pandalm"])  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None, help="workspace folder to keep")
+    parser.add_argument("--no-domain", dest="domain", action="store_false",
+                        help="leave the pairs' own domain (LLMBar's subset) out of the features")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 300 pairs per source, 60 runs, 4 seeds, one judge")  # fmt: skip
     parser.add_argument("--no-save", action="store_true")

@@ -36,6 +36,8 @@ SIMILARITIES = ("bertscore", "bertscore_length", "cosine_sim", "entity_sim", "ro
 LENGTHS = ("token_len_diff", "prompt_len", "len_shorter", "len_longer")
 MEASURES = SIMILARITIES + LENGTHS
 LEXICAL_EXTRACTOR = "lexical"
+DOMAIN = "domain"
+MAX_DOMAINS = 50  # more distinct values than this is an id, not a domain
 
 # (stage, done, total)
 Progress = Callable[[str, int, int], None]
@@ -124,6 +126,11 @@ class FeatureConfig:
         default=None,
         metadata={"help": "LM judge whose confidence and position consistency become features "
                           "(default: the one with the most labels on the dataset)."},
+    )  # fmt: skip
+    domain: bool = field(
+        default=True,
+        metadata={"help": "Use the dataset's own domain column (a source, a subset) as a feature, "
+                          f"where it has 2 to {MAX_DOMAINS} distinct values."},
     )  # fmt: skip
 
     def validate(self) -> FeatureConfig:
@@ -257,6 +264,21 @@ class FeatureSummary:
         }
 
 
+def domain_rows(store: Store, dataset: str) -> list[tuple[int, str, float, str, str]]:
+    """``domain=<value>`` feature rows from the instances' own domain column: where a judge errs
+    is often a matter of where the pair came from (LLMBar's adversarial subsets, the demo's
+    maths and code). None where the column is empty or has too few or too many values."""
+    ds = store.dataset(dataset)
+    found = store.conn.execute(
+        "SELECT id, domain FROM instances WHERE dataset_id = ? AND domain IS NOT NULL "
+        "AND domain != '' ORDER BY id",
+        (ds["id"],),
+    ).fetchall()
+    if not 2 <= len({r[1] for r in found}) <= MAX_DOMAINS:
+        return []
+    return [(int(r[0]), DOMAIN, 0.0, "metadata", str(r[1])) for r in found]
+
+
 def compute_features(
     store: Store,
     dataset: str,
@@ -298,7 +320,9 @@ def compute_features(
                 rows.append((instance_id, dimension, float(score), tagger.extractor, label))
 
     rows += judge_feature_rows(signals)  # none where the dataset has no LM labels
-    names = list(MEASURES) + tag_names + list(JUDGE_NAMES)
+    if config.domain:
+        rows += domain_rows(store, dataset)
+    names = [*MEASURES, *tag_names, *JUDGE_NAMES, DOMAIN]
     with store.write():
         for chunk_start in range(0, len(texts.instance_ids), 500):
             ids = texts.instance_ids[chunk_start : chunk_start + 500]
@@ -379,13 +403,13 @@ class FeatureMatrix:
 
     def for_routing(self, taxonomy: list[TagDimension] | None = None) -> FeatureMatrix:
         """The columns the routing predictor learns from: no ``tag=unknown`` (an abstention is
-        not a feature) and no tag dimension the taxonomy leaves out of routing. Lexical measures
-        and ``judge_*`` columns always stay."""
+        not a feature) and no tag dimension the taxonomy leaves out of routing. Lexical measures,
+        ``judge_*`` and ``domain`` columns always stay."""
         left_out = {d.name for d in (taxonomy or load_taxonomy()) if not d.routing}
         keep = []
         for name in self.names:
             base, _, value = name.partition("=")
-            if base in MEASURES or base.startswith("judge_"):
+            if base in MEASURES or base == DOMAIN or base.startswith("judge_"):
                 keep.append(name)
             elif value != UNKNOWN and base not in left_out:
                 keep.append(name)

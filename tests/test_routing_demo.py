@@ -1,7 +1,7 @@
 """The routing pipeline end to end on the demo workspace, through the real `curator` commands:
-features, a 200-run sweep, a route plan queued for an annotator, and the paired proof that the
-routed split beats random, all-human and all-LM at a quarter of the pairs (docs/demo.md says why:
-the simulated judge errs on coding, maths and safety, where people are careful)."""
+features, a 200-run sweep, a route plan queued for an annotator, and the paired proof at a quarter
+of the pairs (docs/demo.md says why there is something to find: the simulated judge errs on
+coding, maths and safety, where people are careful)."""
 
 from __future__ import annotations
 
@@ -101,15 +101,17 @@ def test_the_proof_reports_every_method_paired_and_the_headroom_first(routed_dem
             assert {"delta_vs_random", "delta_se"} <= set(row)
 
 
-def test_routed_beats_every_baseline_at_a_quarter_of_the_demo_pairs(routed_demo):
-    """The demo's documented error pattern (people err where the judge is good, and the other way
-    round), proven paired over 10 seeds: at 25% the routed split beats the best of all-LM,
-    all-human and random by more than 2 paired SEs, and an oracle shows the room it works in."""
+def test_at_a_quarter_of_the_demo_pairs_routing_beats_the_judge_and_the_oracle_shows_room(
+    routed_demo,
+):
+    """The demo's documented error pattern, paired over 10 seeds at 25%: the routed split beats
+    labelling everything with the judge, and an oracle that fixes the judge's errors beats a
+    random split, each by more than 3 paired SEs. Whether routed also beats random and all-human
+    changes from one sweep seed to the next on the demo (the README's routing section has the
+    figures and the reason), so it is not asserted here."""
     rows = routed_demo["proof"]
     routed = next(r for r in rows if r["method"] == "routed" and r["budget"] == 0.25)
-    assert routed["delta_vs_best"] > 2 * routed["delta_vs_best_se"], routed
-    for end in ("all_lm", "all_human"):
-        assert routed[f"delta_vs_{end}"] > 2 * routed[f"delta_vs_{end}_se"], (end, routed)
+    assert routed["delta_vs_all_lm"] > 3 * routed["delta_vs_all_lm_se"], routed
     oracle = next(r for r in rows if r["method"] == "oracle" and r["budget"] == 0.25)
     assert oracle["delta_vs_random"] > 3 * oracle["delta_se"], oracle
     assert next(r for r in rows if r["method"] == "headroom")["significant"]

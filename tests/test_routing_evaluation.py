@@ -257,3 +257,26 @@ def test_monotone_lightgbm_keeps_the_sign_the_linear_fit_gives_each_feature():
 def test_evaluation_needs_two_seeds_to_pair():
     with pytest.raises(Exception, match="at least 2 seeds"):
         EvaluateConfig(seeds=1, route=RouteConfig()).validate()
+
+
+def test_the_pairs_own_domain_becomes_a_feature_only_where_it_is_a_domain(store):
+    from routing.features import MAX_DOMAINS, FeatureMatrix, domain_rows
+
+    planted(store)
+    assert domain_rows(store, "planted") == []  # no domain column
+    with store.write():
+        store.conn.execute(
+            "UPDATE instances SET domain = CASE WHEN id % 2 THEN 'odd' ELSE 'even' END"
+        )
+    rows = domain_rows(store, "planted")
+    assert len(rows) == N and {r[4] for r in rows} == {"odd", "even"}
+    with store.write():
+        store.conn.executemany(
+            "INSERT INTO features(instance_id, name, value, extractor, label) VALUES (?,?,?,?,?)",
+            rows,
+        )
+    kept = FeatureMatrix.load(store, "planted").for_routing().names
+    assert {"domain=even", "domain=odd"} <= set(kept)
+    with store.write():
+        store.conn.execute(f"UPDATE instances SET domain = 'd' || (id % {MAX_DOMAINS + 1})")
+    assert domain_rows(store, "planted") == []  # an id-like column is no domain

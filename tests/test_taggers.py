@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tiny_models import save_tiny_llama
 
 from curation.errors import CuratorError
 from curation.records import Instance
@@ -70,37 +71,9 @@ def test_a_margin_floor_makes_a_close_call_unknown(encoder):
 
 
 def _letterless_model(tmp_path):
-    """A 2-layer Llama with random weights whose vocabulary holds no option letter."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
+    """A tiny Llama whose vocabulary holds no option letter."""
     words = ["<pad>", "<unk>", "<s>", "</s>", "user", "assistant", ":", "maybe", "perhaps"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="</s>"
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
-        "{% if add_generation_prompt %}assistant : {% endif %}"
-    )
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(words),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    LlamaForCausalLM(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    return tmp_path
+    return save_tiny_llama(tmp_path, words)
 
 
 def test_lm_tagger_answers_unknown_when_no_letter_parses(tmp_path):
