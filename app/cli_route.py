@@ -168,7 +168,7 @@ def sweep_cmd(
             if add_to is not None:
                 raise _fail("--add-to runs in the foreground only")
             reward = {"max_steps": reward_steps} if reward_steps > 0 else {}
-            spec = sweep_spec(dataset, eval_set or "", config, ppm_kind=kind, reward=reward)
+            spec = sweep_spec(dataset, eval_set, config, ppm_kind=kind, reward=reward)
             enqueue_and_report(store, "sweep", spec, as_json=as_json)
             return
         with progress_bar("sweep", "run", quiet=as_json) as progress:

@@ -23,7 +23,7 @@ from it is that better labels give a better score.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -232,7 +232,7 @@ def tune_l2(
     over the ``scored`` rows (ties: the larger penalty)."""
     best, best_acc = grid[-1], -1.0
     for l2 in sorted(grid, reverse=True):
-        trial = ProbeConfig(**{**config.__dict__, "l2": l2})
+        trial = replace(config, l2=l2)
         acc, _ = crossfit_accuracy(diffs, labels, labels, folds, scored, trial)
         if acc > best_acc + 1e-9:
             best, best_acc = l2, acc

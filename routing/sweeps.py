@@ -303,8 +303,14 @@ def run_sweep(
             "`curator sweep ... --scorer reward_model --background`"
         )
     data = data or SweepData.load(store, dataset, eval_dataset, config)
-    if isinstance(data, SweepData):
-        config.probe = data.config.probe  # with the penalty it tuned, so a rerun reproduces it
+    if isinstance(data, SweepData) and config.probe != data.config.probe:
+        # the penalty it tuned, stored with the sweep (a job creates its sweep before it loads
+        # the data), so that more runs, a retry and the proof all use the same probe
+        config.probe = data.config.probe
+        if sweep_id is not None:
+            with store.write():
+                store.conn.execute("UPDATE sweeps SET config = ? WHERE id = ?",
+                                   (json.dumps(config.to_dict()), sweep_id))  # fmt: skip
     if sweep_id is None:
         sweep_id = create_sweep(store, dataset, eval_dataset, config)
     rng = np.random.default_rng([config.seed, done_before])

@@ -25,12 +25,13 @@ from routing.evaluation import (
 )
 from routing.ppm import PPMConfig, cross_validate, fit_predictor, train_ppm
 from routing.reward_probe import ProbeConfig, crossfit_accuracy, train_probe
-from routing.router import RouteConfig
+from routing.router import RouteConfig, centred_by_dimension
 from routing.splits import SplitLabels
 from routing.sweeps import (
     SweepConfig,
     SweepData,
     SweepRuns,
+    create_sweep,
     proof_rows,
     run_sweep,
     sweep_info,
@@ -131,6 +132,28 @@ def test_the_penalty_is_tuned_and_stored_with_the_sweep(store):
     stored = SweepConfig.from_dict(sweep_info(store, sweep_id)["config"])
     assert stored.probe.l2 == data.config.probe.l2
     assert stored.target == "crossfit" and stored.sampler == "grouped"
+
+
+def test_a_sweep_created_before_its_data_was_loaded_stores_the_tuned_penalty(store):
+    """A background job creates its sweep first; the penalty tuned on loading still lands there."""
+    planted(store)
+    sweep_id = create_sweep(store, "planted", None, SweepConfig(runs=3))
+    assert sweep_info(store, sweep_id)["config"]["probe"]["l2"] is None
+    run_sweep(store, "planted", None, sweep_id=sweep_id)
+    assert sweep_info(store, sweep_id)["config"]["probe"]["l2"] is not None
+
+
+def test_an_abstaining_tag_ranks_an_instance_as_an_average_one():
+    """A dimension's gains are centred, so an instance without a value for it (an ``unknown``
+    tag) sits between those with a helpful and an unhelpful value, not below both."""
+    names = ["safety=high", "safety=safe", "rouge=low", "rouge=high"]
+    raw = np.array([3.0, 1.0, 0.5, -0.5])  # OLS put a common offset of 2 on the safety columns
+    counts = np.array([10, 10, 20, 20])
+    centred = centred_by_dimension(names, raw, counts)
+    assert centred.tolist() == [1.0, -1.0, 0.5, -0.5]
+    features = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [0, 0, 1, 0]], dtype=bool)  # last: unknown
+    gains = features.astype(float) @ centred
+    assert gains[0] > gains[2] > gains[1]
 
 
 def test_sweep_vectors_count_only_human_labels_that_survive_tie_dropping(store):
