@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,6 +36,13 @@ WorkspaceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ValuesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--values",
+        help="FIELD:CODE=VALUE,...: what a field's codes mean, e.g. label:0=A,1=B,2=tie (repeatable).",
+    ),
+]
 
 APP_SCRIPT = Path(__file__).resolve().parent / "Home.py"
 
@@ -93,9 +100,23 @@ def stats_cmd(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         )
 
 
-@cli.command("datasets")
-def datasets_cmd(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """List the datasets of a workspace."""
+datasets_app = typer.Typer(
+    help="List the datasets of a workspace (no subcommand), or rename or delete one.",
+    invoke_without_command=True,
+    add_completion=False,
+)
+cli.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.callback()
+def datasets_cmd(
+    ctx: typer.Context, workspace: WorkspaceOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List the datasets of a workspace (no subcommand), or rename or delete one."""
+    if ctx.invoked_subcommand is not None:
+        # `curator datasets -w WS delete NAME` works as `curator datasets delete NAME -w WS`
+        ctx.obj = {"workspace": workspace, "json": as_json}
+        return
     with _store(workspace, create=False) as store:
         rows = store.list_datasets()
     if as_json:
@@ -103,6 +124,69 @@ def datasets_cmd(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> No
         return
     for d in rows:
         typer.echo(f"{d['name']}\t{d['kind']}\t{d['instances']}")
+
+
+def _group_option(ctx: typer.Context, key: str, value: Any) -> Any:
+    return value or (ctx.obj or {}).get(key)
+
+
+@datasets_app.command("rename")
+def datasets_rename(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The dataset's name now.")],
+    new: Annotated[str, typer.Argument(help="Its new name (not one in use).")],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rename a dataset; jobs, runs and PPMs that name it are updated to the new name."""
+    from curation.datasets import rename_dataset
+
+    with _store(_group_option(ctx, "workspace", workspace), create=False) as store:
+        report = rename_dataset(store, old, new)
+    if _group_option(ctx, "json", as_json):
+        typer.echo(json.dumps(report, indent=2))
+        return
+    updated = ", ".join(f"{n} {what}" for what, n in report["updated"].items())
+    typer.echo(
+        f"renamed dataset {old!r} to {report['to']!r}"
+        + (f" (updated {updated})" if updated else "")
+    )
+
+
+@datasets_app.command("delete")
+def datasets_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset to delete.")],
+    workspace: WorkspaceOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Delete even while jobs, sweeps, PPMs, route plans, mixtures or runs refer to "
+            "it (its sweeps, PPMs and route plans go with it; never while a job runs on it)."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a dataset with its instances, labels, queues, flags and features, all at once."""
+    from curation.datasets import dataset_references, delete_dataset
+
+    with _store(_group_option(ctx, "workspace", workspace), create=False) as store:
+        refs = dataset_references(store, name)
+        if not yes and (force or not refs):  # a refusal needs no confirmation
+            size = next(d["instances"] for d in store.list_datasets() if d["name"] == name)
+            also = f", and {len(refs)} records that refer to it" if refs else ""
+            typer.confirm(
+                f"Delete dataset {name!r}, its {size} instances and their labels{also}?",
+                abort=True,
+                err=True,
+            )
+        report = delete_dataset(store, name, force=force)
+    if _group_option(ctx, "json", as_json):
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rows = ", ".join(f"{n} {table}" for table, n in report["rows"].items())
+    typer.echo(f"deleted dataset {name!r}" + (f": {rows}" if rows else ""))
 
 
 @cli.command("presets")
@@ -153,6 +237,25 @@ def import_cmd(
         str | None, typer.Option("--format", help="jsonl, json, csv, parquet, hf or hub.")
     ] = None,
     split: Annotated[str | None, typer.Option(help="Split of an HF dataset.")] = None,
+    values: ValuesOpt = None,
+    append: Annotated[
+        bool, typer.Option("--append", help="Add the file's new ids to an existing dataset.")
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Swap an existing dataset's contents for the file's."),
+    ] = False,
+    require_nonempty: Annotated[
+        bool,
+        typer.Option("--require-nonempty", help="Refuse rows whose response is empty."),
+    ] = False,
+    metadata_only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata-only",
+            help="COLUMN that looks like labels but is only metadata: keep it as such (repeatable).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a file into a dataset: all or nothing, unless --skip-bad."""
@@ -160,14 +263,21 @@ def import_cmd(
 
     from curation.importer import ImportOptions, import_path
     from curation.presets import parse_mapping
+    from curation.value_maps import parse_value_maps
 
+    if append and replace:
+        raise _fail("--append and --replace exclude each other", code=2)
     options = ImportOptions(
         dataset=dataset,
         preset=preset,
         mapping=parse_mapping(map_ or []),
+        values=parse_value_maps(values or []),
         skip_bad=skip_bad,
         format=fmt,
         split=split,
+        mode="append" if append else "replace" if replace else "new",
+        require_nonempty=require_nonempty,
+        metadata_only=tuple(metadata_only or ()),
     )
     bar = tqdm(total=100, unit="%", desc="import", disable=as_json or not sys.stderr.isatty())
 
@@ -184,16 +294,87 @@ def import_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
+    verb = {"new": "imported", "append": "appended", "replace": "replaced with"}[report.mode]
     typer.echo(
-        f"imported {report.instances} instances and {report.annotations} labels into "
+        f"{verb} {report.instances} instances and {report.annotations} labels into "
         f"{report.dataset!r} (preset {report.preset})"
     )
+    if report.replaced:
+        typer.echo(f"removed the {report.replaced} instances it held before")
+    if report.empty_responses:
+        typer.echo(f"{report.empty_responses} pairs have an empty response (kept)")
+    if report.kept_in_metadata:
+        typer.echo(f"kept as metadata: {', '.join(report.kept_in_metadata)}")
+    if report.ignored:
+        typer.echo(f"ignored columns: {', '.join(report.ignored)}")
     if report.skipped_count:
         typer.echo(f"skipped {report.skipped_count} bad rows:")
         for problem in report.skipped:
             typer.echo(f"  {problem}")
         if report.skipped_count > len(report.skipped):
             typer.echo(f"  ... and {report.skipped_count - len(report.skipped)} more")
+
+
+labels_app = typer.Typer(help="Attach labels to pairs already in a dataset.", no_args_is_help=True)
+cli.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def labels_import_cmd(
+    path: Annotated[str, typer.Argument(help="File, saved HF dataset folder, or hub id.")],
+    dataset: Annotated[str, typer.Option(help="Dataset whose pairs the labels are for.")],
+    workspace: WorkspaceOpt = None,
+    match: Annotated[
+        str, typer.Option(help="id: by the row's id; content: by prompt and responses.")
+    ] = "id",
+    annotator: Annotated[
+        str | None,
+        typer.Option(help="Who labelled every row (default: the annotator column)."),
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="human or lm (default: the annotator_kind column, or human).")
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN: read a field from another column (repeatable)."),
+    ] = None,
+    values: ValuesOpt = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Attach the good rows and report the others.")
+    ] = False,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="jsonl, json, csv, parquet, hf or hub.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Attach a file's labels (a judge's verdicts, another team's) to a dataset's pairs."""
+    from curation.label_import import LabelImportOptions, import_labels
+    from curation.presets import parse_mapping
+    from curation.value_maps import parse_value_maps
+
+    options = LabelImportOptions(
+        dataset=dataset,
+        match=match,
+        annotator=annotator,
+        kind=kind,
+        mapping=parse_mapping(map_ or []),
+        values=parse_value_maps(values or []),
+        skip_bad=skip_bad,
+        format=fmt,
+    )
+    with _store(workspace, create=False) as store:
+        report = import_labels(store, path, options)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(
+        f"matched {report.matched} pairs of {report.dataset!r} ({report.flipped} with A and B "
+        f"swapped, flipped): {report.labels_added} labels added, {report.labels_updated} updated"
+    )
+    if report.unmatched_count:
+        typer.echo(f"skipped {report.unmatched_count} rows:")
+        for problem in report.unmatched:
+            typer.echo(f"  {problem}")
 
 
 @cli.command("export")

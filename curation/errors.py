@@ -39,8 +39,13 @@ class ImportFailed(CuratorError):
         self.truncated = truncated
         lines = [str(p) for p in problems]
         if truncated:
-            lines.append(f"... and {truncated} more problems")
+            lines.append(f"... and {truncated} more problem{'s' * (truncated != 1)}")
+        if len(problems) == 1 and not truncated and problems[0].line is None:
+            # A refusal of the whole file (an existing dataset, an ambiguous scale): one line.
+            super().__init__(f"import refused, nothing was written: {lines[0]}")
+            return
+        total = len(problems) + truncated
+        noun = "problem" if total == 1 else "problems"
         super().__init__(
-            f"import failed, nothing was written ({len(problems) + truncated} problems):\n"
-            + "\n".join(lines)
+            f"import failed, nothing was written ({total} {noun}):\n" + "\n".join(lines)
         )

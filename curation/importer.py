@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curation.datasets import clear_dataset_contents
 from curation.errors import CuratorError, ImportFailed, Problem
 from curation.presets import FieldError, Preset, apply_mapping, detect_preset, get_preset
 from curation.readers import RowError, open_source
 from curation.records import ImportedItem
 from curation.store import Store
+from curation.value_maps import ScaleWatch, ValueMaps, apply_value_maps, check_label_targets
 
 MAX_LISTED_PROBLEMS = 50
 
@@ -27,15 +30,35 @@ MAX_LISTED_PROBLEMS = 50
 ProgressFn = Callable[[int, float | None], None]
 
 
+IMPORT_MODES = ("new", "append", "replace")
+
+# Column names that hold labels: such a column must be read as labels, or the user must say
+# that it is only metadata; it is never kept aside (or dropped) in silence.
+_LABEL_COLUMN = re.compile(
+    r"^(annotations?|labels?|preferences?|winner|verdict|choice)$"
+    r"|^annotator_?\d+$|_(label|preference|winner|verdict)$",
+    re.IGNORECASE,
+)
+
+
 @dataclass
 class ImportReport:
-    """What an import did (returned on success; with ``skip_bad`` it lists what it skipped)."""
+    """What an import did (returned on success; with ``skip_bad`` it lists what it skipped).
+
+    ``kept_in_metadata`` and ``ignored`` are the file's columns the preset did not read as
+    fields: the first kept on each instance's metadata, the second dropped.
+    """
 
     dataset: str
     preset: str
     file: str
+    mode: str = "new"
     instances: int = 0
     annotations: int = 0
+    replaced: int = 0
+    empty_responses: int = 0
+    kept_in_metadata: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     skipped_count: int = 0
 
@@ -44,23 +67,74 @@ class ImportReport:
             "dataset": self.dataset,
             "preset": self.preset,
             "file": self.file,
+            "mode": self.mode,
             "instances": self.instances,
-            "annotations": self.annotations,
-            "skipped": self.skipped_count,
-            "skipped_rows": [str(p) for p in self.skipped],
+            "labels": self.annotations,
+            "replaced": self.replaced,
+            "empty_responses": self.empty_responses,
+            "kept_in_metadata": self.kept_in_metadata,
+            "ignored": self.ignored,
+            "skipped": [
+                {"line": p.line, "field": p.field, "message": p.message} for p in self.skipped
+            ],
+            "skipped_count": self.skipped_count,
         }
 
 
 @dataclass
 class ImportOptions:
+    """How to read a file. ``mode`` says what to do with an existing dataset of that name:
+    ``new`` refuses it, ``append`` adds new ids to it, ``replace`` swaps its contents (in the
+    import's one transaction, so a failed replace leaves the old contents)."""
+
     dataset: str | None = None
     preset: str | None = None
     mapping: dict[str, str] = field(default_factory=dict)
+    values: ValueMaps = field(default_factory=dict)
     skip_bad: bool = False
     format: str | None = None
     split: str | None = None
     batch_size: int = 2000
     description: str | None = None
+    mode: str = "new"
+    require_nonempty: bool = False
+    metadata_only: tuple[str, ...] = ()  # label-like columns the user says are only metadata
+
+
+class _ReadTracker(dict):
+    """A row that remembers which of its fields a preset read (to report the ones it did not)."""
+
+    def __init__(self, data: dict[str, Any], read: set[str]):
+        super().__init__(data)
+        self._read = read
+
+    def __getitem__(self, key: str) -> Any:
+        self._read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read.add(key)
+        return super().get(key, default)
+
+
+@dataclass
+class _Columns:
+    """The file's columns, which the preset read, and which it kept as metadata."""
+
+    seen: set[str] = field(default_factory=set)
+    read: set[str] = field(default_factory=set)
+    kept: set[str] = field(default_factory=set)
+
+    def add(self, record: dict[str, Any], read: set[str], metadata: dict[str, Any]) -> None:
+        self.seen.update(record)
+        self.read |= read
+        self.kept.update(metadata)
+
+    def unread(self, mapping: dict[str, str]) -> tuple[list[str], list[str]]:
+        """(kept in metadata, ignored): columns never read as a preset field."""
+        used = {mapping.get(name, name) for name in self.read} | set(mapping.values())
+        kept = sorted((self.kept & self.seen) - used)
+        return kept, sorted(self.seen - used - set(kept))
 
 
 def import_path(
@@ -72,17 +146,27 @@ def import_path(
 ) -> ImportReport:
     """Import one file, folder or hub id into a dataset (created if needed)."""
     opts = options or ImportOptions()
+    if opts.mode not in IMPORT_MODES:
+        raise CuratorError(f"import mode {opts.mode!r} is not one of {', '.join(IMPORT_MODES)}")
     source = open_source(path, opts.format, split=opts.split)
     first = _peek(source.records)
     if first is None:
         raise CuratorError(f"{source.name}: no records in the input")
     records = _chain(first, source.records)
     preset = _choose_preset(opts, first, source.name)
+    check_label_targets(opts.values, preset.label_fields)
     dataset_name = opts.dataset or _default_dataset_name(source.name)
-    report = ImportReport(dataset=dataset_name, preset=preset.name, file=source.name)
+    report = ImportReport(
+        dataset=dataset_name, preset=preset.name, file=source.name, mode=opts.mode
+    )
     problems: list[Problem] = []
     problem_count = 0
     label = Path(source.name).name if source.format != "hub" else source.name
+    columns = _Columns()
+    scales = ScaleWatch(
+        fields=tuple(f for f in preset.label_fields if f not in opts.values),
+        columns=dict(opts.mapping),
+    )
 
     def note(problem: Problem) -> None:
         nonlocal problem_count
@@ -91,7 +175,9 @@ def import_path(
             problems.append(problem)
 
     with store.bulk_load():
-        dataset = _target_dataset(store, dataset_name, preset, source, opts.description)
+        dataset = _target_dataset(store, dataset_name, preset, source, opts)
+        if opts.mode == "replace":
+            report.replaced = clear_dataset_contents(store, dataset["id"]).get("instances", 0)
         batch: list[tuple[int, ImportedItem]] = []
         batch_lines: dict[str, int] = {}  # uid -> line, for the rows of this batch only
         written = _LineRuns()
@@ -128,11 +214,20 @@ def import_path(
                 note(Problem(label, record.line, None, record.message))
                 continue
             try:
-                item = preset.convert(apply_mapping(record, opts.mapping))
+                row = apply_value_maps(apply_mapping(record, opts.mapping), opts.values)
+                scales.see(row)
+                read: set[str] = set()
+                item = preset.convert(_ReadTracker(row, read))
+                # Columns count from rows that converted: a failed row was not read through.
+                columns.add(record, read, item.instance.metadata)
                 for ann in item.annotations:
                     ann.origin = "import"
                     ann.validate()
                 uid = item.instance.uid = str(item.instance.uid or f"{label}:{line}")
+                empty = _empty_response(item)
+                if empty and opts.require_nonempty:
+                    raise FieldError(empty, "is empty (--require-nonempty)")
+                report.empty_responses += bool(empty)
             except FieldError as exc:
                 note(Problem(label, line, exc.field, exc.message))
                 continue
@@ -153,6 +248,10 @@ def import_path(
         if progress:
             progress(rows_done, 1.0)
 
+        # Whole-file refusals come first: they explain the row problems they cause.
+        refusals = scales.ambiguous() + _unread_labels(columns, opts, preset)
+        if refusals:
+            raise ImportFailed([Problem(label, None, None, message) for message in refusals])
         problems.sort(key=lambda p: p.line or 0)
         if problem_count and not opts.skip_bad:
             raise ImportFailed(problems, truncated=problem_count - len(problems))
@@ -161,9 +260,40 @@ def import_path(
                 problems or [Problem(label, None, None, "no valid rows to import")],
                 truncated=max(0, problem_count - len(problems)),
             )
+        report.kept_in_metadata, report.ignored = columns.unread(opts.mapping)
         report.skipped = problems
         report.skipped_count = problem_count
     return report
+
+
+def _empty_response(item: ImportedItem) -> str | None:
+    """The first of a pair's responses that is empty or only whitespace, by its field name."""
+    for name in ("response_a", "response_b"):
+        value = getattr(item.instance, name)
+        if value is not None and not value.strip():
+            return name
+    return None
+
+
+def _unread_labels(columns: _Columns, opts: ImportOptions, preset: Preset) -> list[str]:
+    """A refusal per column that looks like preference labels but was not read as labels.
+
+    Only preference presets are checked: a safety or eval set's ``label`` column (harmful or
+    benign, say) is not a preference, and is listed under ``kept_in_metadata`` like any other.
+    """
+    if preset.kind != "preference":
+        return []
+    kept, ignored = columns.unread(opts.mapping)
+    out = []
+    for column in kept + ignored:
+        if _LABEL_COLUMN.search(column) and column not in opts.metadata_only:
+            fate = "kept as metadata" if column in kept else "ignored"
+            out.append(
+                f"column {column!r} looks like labels, but preset {preset.name} does not read it "
+                f"(it would be {fate}): map it onto a label field (--map overall={column}), "
+                f"choose the preset that reads it, or pass --metadata-only {column}"
+            )
+    return out
 
 
 class _LineRuns:
@@ -201,10 +331,23 @@ def _clash(uid: str, first_line: int | None, dataset: str) -> str:
 
 
 def _target_dataset(
-    store: Store, name: str, preset: Preset, source: Any, description: str | None
+    store: Store, name: str, preset: Preset, source: Any, opts: ImportOptions
 ) -> dict[str, Any]:
-    """The dataset to import into, created if new; a clash of kinds names the file and preset."""
+    """The dataset to import into, created if new. An existing one is used only when the user
+    asked to append or replace, and only when it holds the preset's kind of data."""
     existing = store.find_dataset(name)
+    if existing and opts.mode == "new":
+        raise ImportFailed(
+            [
+                Problem(
+                    Path(source.name).name,
+                    None,
+                    None,
+                    f"dataset {name!r} already exists: pass --append to add new ids to it, "
+                    "--replace to swap its contents, or --dataset to name another",
+                )
+            ]
+        )
     if existing and existing["kind"] != preset.kind:
         raise CuratorError(
             f"{source.name}: cannot import into dataset {name!r}: it holds {existing['kind']} "
@@ -214,7 +357,7 @@ def _target_dataset(
         name,
         preset.kind,
         source=source.name,
-        description=description,
+        description=opts.description,
         metadata={"preset": preset.name, "format": source.format},
         exist_ok=True,
     )

@@ -1402,7 +1402,9 @@ def resolve_mixture(store: Store, ref: str) -> dict[str, Any]:
 
 
 def _data_path(mixture: Mapping[str, Any]) -> Path:
-    path = Path(mixture["path"] or "") / DATA_FILE
+    if not mixture["path"]:
+        raise CuratorError(f"mixture {mixture['ref']} has no built folder yet; build it first")
+    path = Path(mixture["path"]) / DATA_FILE
     if not path.is_file():
         raise CuratorError(f"mixture {mixture['ref']}: its data file {path} is missing")
     return path
@@ -1413,18 +1415,26 @@ def iter_mixture_rows(
 ) -> Iterator[dict[str, Any]]:
     """The rows of a mixture version in file order (one stage's only, when named), read from
     ``data.jsonl``. With ``verify`` the file is checked against the stored content hash first,
-    so a training job never trains on a file edited behind the store's back."""
+    so a training job never trains on a file edited behind the store's back (the trainers read
+    mixtures only through here)."""
     mixture = resolve_mixture(store, ref)
     path = _data_path(mixture)
     if verify:
+        expected = mixture["content_hash"]
+        if not expected:
+            raise CuratorError(
+                f"mixture {mixture['ref']} has no content hash to check {path} against (rebuild it)"
+            )
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-        if "sha256:" + digest.hexdigest() != mixture["content_hash"]:
+        found = "sha256:" + digest.hexdigest()
+        if found != expected:
             raise CuratorError(
                 f"mixture {mixture['ref']}: {path} no longer matches its content hash "
-                f"{mixture['content_hash']} (rebuild it)"
+                f"(expected {expected}, found {found}); it was edited after the build, rebuild "
+                "the mixture"
             )
     start, end = 0, None
     if stage is not None:

@@ -255,5 +255,6 @@ for _kind in DATASET_KINDS:
             signature=(_name, *INSTANCE_FIELDS, "annotations"),
             convert=_converter(_kind),
             fields=(*INSTANCE_FIELDS, "annotations"),
+            marker=_name,
         )
     )

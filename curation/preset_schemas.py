@@ -23,10 +23,13 @@ from curation.labels import parse_preference
 from curation.presets import (
     FieldError,
     Preset,
+    json_safe,
     messages,
     optional_text,
     register,
+    reply,
     require,
+    rest_as_metadata,
     split_conversation,
     text,
     uid_of,
@@ -49,17 +52,6 @@ def chosen_goes_first(key: str) -> bool:
 def _winner(chosen_first: bool) -> int:
     """The label saying the chosen response is clearly better, wherever it was placed."""
     return -2 if chosen_first else 2
-
-
-def _json_safe(value: Any) -> Any:
-    """A value the store can write as JSON (dates and other objects become their text)."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
-
-
-def _rest(record: dict[str, Any], used: Iterable[str]) -> dict[str, Any]:
-    """The fields a preset did not map, kept as metadata."""
-    skip = set(used)
-    return {k: _json_safe(v) for k, v in record.items() if k not in skip and v is not None}
 
 
 def _json_list(record: dict[str, Any], field: str) -> list[Any]:
@@ -104,15 +96,6 @@ def _number(record: dict[str, Any], field: str) -> float:
         return float(value)
     except (TypeError, ValueError) as exc:
         raise FieldError(field, f"expected a number, got {value!r}") from exc
-
-
-def _reply(record: dict[str, Any], field: str) -> str:
-    """A response as text. Unlike a prompt it may be empty: real preference sets hold empty
-    replies, and refusing them would refuse the whole file."""
-    value = require(record, field)
-    if not isinstance(value, str):
-        raise FieldError(field, f"expected text, got {type(value).__name__}")
-    return value
 
 
 def _annotator_kind(record: dict[str, Any]) -> str:
@@ -267,7 +250,7 @@ def _placed(
     replies = pair.chosen, pair.rejected
     if not first:
         models, replies = models[::-1], replies[::-1]
-    metadata = _rest(
+    metadata = rest_as_metadata(
         record, {"prompt", "chosen", "rejected", "chosen_model", "rejected_model", *used}
     )
     metadata.update(pair.extra)
@@ -455,9 +438,9 @@ def _helpsteer2(record: dict[str, Any]) -> ImportedItem:
     instance = Instance(
         uid=uid_of(record, "id", "uid"),
         prompt=text(record, "prompt"),
-        response_a=text(record, "response_1"),
-        response_b=text(record, "response_2"),
-        metadata=_rest(
+        response_a=reply(record, "response_1"),
+        response_b=reply(record, "response_2"),
+        metadata=rest_as_metadata(
             record,
             (
                 "id",
@@ -554,7 +537,7 @@ def _multipref_annotation(group: str, index: int, raw: Any) -> Annotation:
         "human",
         f"{group}:{evaluator}",
         confidence_level=_MULTIPREF_CONFIDENCE[str(level).lower()] if level else None,
-        reasons=_json_safe(reasons),
+        reasons=json_safe(reasons),
         time_spent_s=time_spent,
         **labels,
     )
@@ -564,13 +547,13 @@ def _multipref(record: dict[str, Any]) -> ImportedItem:
     instance = Instance(
         uid=str(require(record, "comparison_id")),
         prompt=text(record, "text"),
-        response_a=text(record, "completion_a"),
-        response_b=text(record, "completion_b"),
+        response_a=reply(record, "completion_a"),
+        response_b=reply(record, "completion_b"),
         model_a=optional_text(record, "model_a"),
         model_b=optional_text(record, "model_b"),
         source=optional_text(record, "source"),
         domain=optional_text(record, "category") or optional_text(record, "subject_study"),
-        metadata=_rest(
+        metadata=rest_as_metadata(
             record,
             (
                 "comparison_id",
@@ -712,7 +695,7 @@ def _pandalm(record: dict[str, Any]) -> ImportedItem:
                 justification=optional_text(record, reason_field),
             )
         )
-    metadata = _rest(record, used)
+    metadata = rest_as_metadata(record, used)
     if unparsed:
         metadata["unparsed_verdicts"] = unparsed
     instance = Instance(
@@ -819,7 +802,7 @@ def _sft_instance(
         prompt=prompt,
         messages=turns,
         source=optional_text(record, "source") or optional_text(record, "dataset"),
-        metadata=_rest(record, {"id", "uid", "source", *used}),
+        metadata=rest_as_metadata(record, {"id", "uid", "source", *used}),
     )
 
 
@@ -910,7 +893,7 @@ def _wildjailbreak(record: dict[str, Any]) -> ImportedItem:
         prompt=prompt,
         response_a=text(record, "completion", required=False) or None,
         subset=data_type,
-        metadata=_rest(record, ("id", "uid", "adversarial", "completion", "data_type")),
+        metadata=rest_as_metadata(record, ("id", "uid", "adversarial", "completion", "data_type")),
     )
     return ImportedItem(instance)
 
@@ -940,7 +923,7 @@ def _eval_reply(record: dict[str, Any], field: str) -> str:
             f"holds a list of {len(value)} responses (RM-Bench style); an eval row is one pair: "
             "write one row per chosen/rejected pair first",
         )
-    return _reply(record, field)
+    return reply(record, field)
 
 
 def _rewardbench(record: dict[str, Any]) -> ImportedItem:
@@ -953,7 +936,7 @@ def _rewardbench(record: dict[str, Any]) -> ImportedItem:
         model_b=optional_text(record, "rejected_model"),
         subset=text(record, "subset"),
         gold=-2,
-        metadata=_rest(
+        metadata=rest_as_metadata(
             record,
             (
                 "id",

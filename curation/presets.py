@@ -9,7 +9,8 @@ mapping (``--map prompt=question``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,13 @@ class Preset:
     signature: tuple[str, ...]  # columns whose presence identifies the schema
     convert: Callable[[dict[str, Any]], ImportedItem]
     fields: tuple[str, ...] = ()  # the fields a --map can target, for help text and the app form
+    # Fields read on the store's -2..2 scale whose integer codes could mean another scale
+    # ({0,1,2} as A/B/tie...): the importer refuses them without a value map. A preset whose
+    # schema fixes its own codes (PandaLM's 0/1/2, LLMBar's 1/2) reads them itself, not here.
+    label_fields: tuple[str, ...] = ()
+    # A column only this preset's files have (the native export's ``curator`` marker): when
+    # present it decides detection, whatever other columns the file has or lacks.
+    marker: str | None = None
 
 
 PRESETS: dict[str, Preset] = {}
@@ -53,14 +61,23 @@ def get_preset(name: str) -> Preset:
 
 
 def detect_preset(columns: set[str]) -> Preset | None:
-    """The most specific preset whose signature columns are all present."""
+    """The preset whose marker column is present, else the most specific one whose signature
+    columns are all present."""
     _load_all()
+    marked = [p for p in PRESETS.values() if p.marker and p.marker in columns]
+    if marked:
+        return marked[0]
     matches = [p for p in PRESETS.values() if p.signature and set(p.signature) <= columns]
     return max(matches, key=lambda p: len(p.signature), default=None)
 
 
 def apply_mapping(record: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
-    """Rename input columns to a preset's field names (``{field: column}``)."""
+    """Rename input columns to a preset's field names (``{field: column}``).
+
+    A mapped column is renamed, not copied: it is read as its field, and a preset that keeps
+    the rest of a row as metadata does not keep a second copy of it. (A column that is itself
+    the name of a mapped field, as in a swap ``response_a=response_b``, is kept as that field.)
+    """
     if not mapping:
         return record
     out = dict(record)
@@ -68,6 +85,8 @@ def apply_mapping(record: dict[str, Any], mapping: dict[str, str]) -> dict[str, 
         if column not in record:
             raise FieldError(column, f"mapped column {column!r} (for {target}) is not in the row")
         out[target] = record[column]
+    for column in set(mapping.values()) - set(mapping):
+        out.pop(column, None)
     return out
 
 
@@ -105,6 +124,16 @@ def text(record: dict[str, Any], field: str, *, required: bool = True) -> str | 
         raise FieldError(field, f"expected text, got {type(value).__name__}")
     if required and not value.strip():
         raise FieldError(field, "is empty")
+    return value
+
+
+def reply(record: dict[str, Any], field: str) -> str:
+    """A response as text. Unlike a prompt it may be empty: real preference sets hold empty
+    generations, and refusing them would refuse the whole file (``--require-nonempty`` asks the
+    importer to refuse them)."""
+    value = require(record, field)
+    if not isinstance(value, str):
+        raise FieldError(field, f"expected text, got {type(value).__name__}")
     return value
 
 
@@ -161,19 +190,47 @@ def uid_of(record: dict[str, Any], *fields: str) -> str | None:
 # ---- the generic presets --------------------------------------------------------------------
 
 PAIRWISE_LABELS = ("overall", "helpful", "harmless", "truthful")
+_PAIRWISE_FIELDS = (
+    "prompt",
+    "response_a",
+    "response_b",
+    "label",
+    *PAIRWISE_LABELS,
+    "annotator",
+    "annotator_kind",
+    "model_a",
+    "model_b",
+    "domain",
+    "source",
+    "subset",
+    "id",
+    "uid",
+)
+
+
+def json_safe(value: Any) -> Any:
+    """A value the store can write as JSON (dates and other objects become their text)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def rest_as_metadata(record: dict[str, Any], used: Iterable[str]) -> dict[str, Any]:
+    """The columns a preset did not read, kept as metadata (nulls left out)."""
+    skip = set(used)
+    return {k: json_safe(v) for k, v in record.items() if k not in skip and v is not None}
 
 
 def _pairwise(record: dict[str, Any]) -> ImportedItem:
     instance = Instance(
         uid=uid_of(record, "id", "uid"),
         prompt=text(record, "prompt"),
-        response_a=text(record, "response_a"),
-        response_b=text(record, "response_b"),
+        response_a=reply(record, "response_a"),
+        response_b=reply(record, "response_b"),
         model_a=optional_text(record, "model_a"),
         model_b=optional_text(record, "model_b"),
         source=optional_text(record, "source"),
         domain=optional_text(record, "domain"),
         subset=optional_text(record, "subset"),
+        metadata=rest_as_metadata(record, _PAIRWISE_FIELDS),
     )
     labels = {aspect: preference(record, aspect) for aspect in PAIRWISE_LABELS}
     if labels["overall"] is None and record.get("label") not in (None, ""):
@@ -201,22 +258,8 @@ register(
         "(-2..2 or 'A>B' forms), annotator, annotator_kind, model_a/b, domain, source, id",
         signature=("prompt", "response_a", "response_b"),
         convert=_pairwise,
-        fields=(
-            "prompt",
-            "response_a",
-            "response_b",
-            "label",
-            "overall",
-            "helpful",
-            "harmless",
-            "truthful",
-            "annotator",
-            "model_a",
-            "model_b",
-            "domain",
-            "source",
-            "id",
-        ),
+        fields=tuple(f for f in _PAIRWISE_FIELDS if f != "uid"),
+        label_fields=("label", *PAIRWISE_LABELS),
     )
 )
 

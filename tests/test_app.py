@@ -332,7 +332,7 @@ def test_skip_bad_rows_imports_the_good_ones(ws: Workspace) -> None:
     content = b'{"prompt": "p", "response_a": "a", "response_b": "b"}\n{"prompt": "p"}\n'
     at = open_page("views/import_data.py")
     upload_and_import(at, "mixed.jsonl", content, import_skip=True)
-    assert any("Imported 1 instances" in s.value for s in at.success)
+    assert any("Imported 1 instance and 0 labels" in s.value for s in at.success)
     assert any("Skipped 1" in w.value for w in at.warning)
 
 
@@ -353,6 +353,77 @@ def test_unknown_schema_imports_through_the_column_mapping_form(ws: Workspace) -
     with Store.open(ws) as store:
         pair = store.page_instances(InstanceFilter(dataset="odd"))[0]
         assert pair["prompt"] == "why?"
+
+
+def test_small_label_codes_need_a_value_map_and_the_result_names_unread_columns(
+    ws: Workspace,
+) -> None:
+    """0/1/2 labels are refused with the two likely maps; with one, they import, and the
+    summary says which columns went to metadata."""
+    rows = [
+        {"prompt": f"p{i}", "response_a": "a", "response_b": "b" * i, "label": i, "team": "t"}
+        for i in range(3)
+    ]
+    content = "\n".join(json.dumps(r) for r in rows).encode()
+    before = count_instances(ws)
+    at = open_page("views/import_data.py")
+    upload_and_import(at, "codes.jsonl", content)
+    assert any("label:0=A,1=B,2=tie" in e.value for e in at.error)
+    assert count_instances(ws) == before
+    at.session_state["import_values"] = "label:0=A,1=B,2=tie"
+    at.button(key="import_go").click().run()
+    no_errors(at)
+    assert any("Imported 3 instances and 3 labels" in s.value for s in at.success)
+    captions = [c.value for c in at.caption]
+    assert "kept as metadata: team" in captions and "1 pair with an empty response" in captions
+
+
+def test_an_existing_dataset_is_appended_to_or_replaced_only_when_asked(ws: Workspace) -> None:
+    rows = [{"id": "x1", "prompt": "p", "response_a": "a", "response_b": "b"}]
+    before = count_instances(ws)
+    at = open_page("views/import_data.py")
+    at.file_uploader(key="import_upload").upload(
+        "more.jsonl", json.dumps(rows[0]).encode(), "application/octet-stream"
+    ).run()
+    at.text_input(
+        key=next(k for k in at.session_state if k.startswith("import_dataset_"))
+    ).set_value("prefs").run()
+    assert at.radio(key="import_mode").value == "new"
+    at.button(key="import_go").click().run()
+    assert any("already exists" in e.value for e in at.error)
+    at.radio(key="import_mode").set_value("append").run()
+    at.button(key="import_go").click().run()
+    no_errors(at)
+    assert count_instances(ws) == before + 1
+    at.radio(key="import_mode").set_value("replace").run()
+    at.button(key="import_go").click().run()
+    assert any("Replaced the contents with 1 instance" in s.value for s in at.success)
+    with Store.open(ws) as store:
+        assert store.count_instances(InstanceFilter(dataset="prefs")) == 1
+
+
+def test_a_judges_verdicts_attach_to_existing_pairs_from_the_import_page(ws: Workspace) -> None:
+    verdicts = [{"pair": f"pair-{i}", "winner": "B"} for i in range(3)]
+    content = "\n".join(json.dumps(r) for r in verdicts).encode()
+    at = open_page("views/import_data.py")
+    at.file_uploader(key="import_upload").upload(
+        "verdicts.jsonl", content, "application/octet-stream"
+    ).run()
+    at.radio(key="import_holds").set_value("Labels for pairs already in a dataset").run()
+    no_errors(at)
+    at.selectbox(key="labels_map_id").set_value("pair")
+    at.selectbox(key="labels_map_label").set_value("winner")
+    at.radio(key="labels_kind").set_value("lm")
+    at.text_input(key="labels_annotator").set_value("gpt-4")
+    at.run()
+    at.button(key="labels_go").click().run()
+    no_errors(at)
+    assert any("Matched 3 pairs of 'prefs'" in s.value for s in at.success)
+    with Store.open(ws) as store:
+        found = store.conn.execute(
+            "SELECT count(*) FROM annotations WHERE annotator = 'gpt-4' AND overall = 2"
+        ).fetchone()[0]
+    assert found == 3
 
 
 def test_a_path_outside_the_workspace_is_refused(ws: Workspace, tmp_path: Path) -> None:

@@ -126,8 +126,10 @@ def test_skip_bad_imports_the_good_rows_and_reports_the_rest(tmp_path):
         "--json",
     )
     report = json.loads(result.stdout)
-    assert report["instances"] == 1 and report["skipped"] == 1
-    assert "mixed.jsonl:2 [prompt]" in report["skipped_rows"][0]
+    assert report["instances"] == 1 and report["skipped_count"] == 1
+    assert report["skipped"] == [
+        {"line": 2, "field": "prompt", "message": "expected text, got int"}
+    ]
 
 
 def test_column_mapping_imports_an_unknown_schema(tmp_path):
@@ -150,7 +152,7 @@ def test_column_mapping_imports_an_unknown_schema(tmp_path):
         "label=winner",
         "--json",
     )
-    assert json.loads(result.stdout)["annotations"] == 1
+    assert json.loads(result.stdout)["labels"] == 1
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path):

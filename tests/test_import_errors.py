@@ -66,15 +66,20 @@ def seeded(store: Store, tmp_path: Path) -> Store:
 
 @pytest.fixture(params=["new", "existing"])
 def target(request) -> str:
-    """The dataset an import writes into: a new one, or ``d`` which already has rows."""
+    """The dataset an import writes into: a new one, or ``d`` which already has rows (the
+    import then appends to it)."""
     return "fresh" if request.param == "new" else "d"
+
+
+def _mode(dataset: str) -> str:
+    return "append" if dataset == "d" else "new"
 
 
 def _fails(store: Store, path: Path, dataset: str, **options: Any) -> ImportFailed:
     """Run an import that must fail; check that it changed nothing; return its error."""
     before = _snapshot(store)
     with pytest.raises(ImportFailed) as info:
-        import_path(store, path, ImportOptions(dataset=dataset, **options))
+        import_path(store, path, ImportOptions(dataset=dataset, mode=_mode(dataset), **options))
     assert _snapshot(store) == before
     return info.value
 
@@ -167,7 +172,12 @@ def test_problem_in_the_last_batch_rolls_back_the_batches_already_written(seeded
 
     snapshot = _snapshot(seeded)
     with pytest.raises(ImportFailed):
-        import_path(seeded, path, ImportOptions(dataset=target, batch_size=7), progress=progress)
+        import_path(
+            seeded,
+            path,
+            ImportOptions(dataset=target, mode=_mode(target), batch_size=7),
+            progress=progress,
+        )
     assert max(seen_mid_import) >= 994  # batches of 7 up to row 1000 were in the open transaction
     assert _snapshot(seeded) == snapshot
 
@@ -256,7 +266,9 @@ def test_every_problem_in_a_file_is_reported_in_one_pass(seeded, tmp_path, targe
 
 def test_skip_bad_imports_the_good_rows_and_reports_each_skipped_one(seeded, tmp_path, target):
     report = import_path(
-        seeded, _mixed_file(tmp_path), ImportOptions(dataset=target, skip_bad=True)
+        seeded,
+        _mixed_file(tmp_path),
+        ImportOptions(dataset=target, mode=_mode(target), skip_bad=True),
     )
     assert (report.instances, report.annotations) == (4, 2)
     assert [(p.line, p.field) for p in report.skipped] == EXPECTED

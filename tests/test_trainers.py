@@ -7,15 +7,22 @@ reward model trained on part of Anthropic's hh-rlhf harmless test set beats chan
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
 from curation.demo import build_demo
+from curation.mixtures import build_mixture, parse_spec, resolve_mixture
+from curation.records import Annotation, Instance
 from curation.store import Store
 from curation.workspace import Workspace
 from training import jobs
+from training.dpo import DPOTrainConfig
+from training.reward import RewardTrainConfig
+from training.runs import run_for_job
+from training.sft import SFTTrainConfig
 from training.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.slow
@@ -219,6 +226,52 @@ def test_dpo_job_trains_with_the_length_normalised_loss(demo_ws, demo_store, smo
     assert run.config["loss_type"] == "sigmoid_norm" and run.config["beta"] == 5.0
     (text,) = Generator.load(run.artifact_path).generate(["Hi"], max_new_tokens=2)
     assert isinstance(text, str)
+
+
+def test_jobs_on_a_mixture_edited_after_its_build_fail_and_leave_the_store_consistent(
+    workspace, store
+):
+    """SFT, DPO and reward jobs on a mixture whose data.jsonl was edited behind the store's back
+    fail before any training, with the stored and the found hash in their error; no run or model
+    is written and the mixture's stored version is as built."""
+    dataset = store.create_dataset("prefs", "preference")
+    ids = store.insert_instances(
+        dataset["id"],
+        [Instance(uid=f"p{i}", prompt=f"prompt {i}", response_a=f"A{i}", response_b=f"B{i}")
+         for i in range(6)],
+    )  # fmt: skip
+    store.add_annotations((i, Annotation("human", "ann", overall=-2)) for i in ids)
+    spec = parse_spec({"name": "mix", "kind": "preference", "sources": {"prefs": 1.0}})
+    built = build_mixture(store, spec)
+    stored = built.mixture["content_hash"]
+    path = Path(built.mixture["path"]) / "data.jsonl"
+    edited = path.read_bytes().replace(b'"chosen":"A0"', b'"chosen":"edited reply"')
+    path.write_bytes(edited)
+    found = "sha256:" + hashlib.sha256(edited).hexdigest()
+    assert found != stored
+
+    # No model is ever loaded: the data is refused first (were it not, the job would fail on
+    # this missing base model, without the hashes in its error).
+    tiny = {"mixture": built.ref, "base_model": str(workspace.root / "no-model"), "max_steps": 1}
+    configs = {
+        "sft": SFTTrainConfig(**tiny),
+        "dpo": DPOTrainConfig(**tiny),
+        "reward": RewardTrainConfig(**tiny),
+    }
+    job_ids = {
+        kind: jobs.enqueue(store, kind, c.validate().to_spec()) for kind, c in configs.items()
+    }
+    _run_queue(workspace)
+    for kind, job_id in job_ids.items():
+        job = jobs.get_job(store, job_id)
+        assert (job.status, job.finished_at is not None) == ("failed", True), (kind, job.error)
+        assert "no longer matches its content hash" in job.error, (kind, job.error)
+        assert f"(expected {stored}, found {found})" in job.error, (kind, job.error)
+        assert run_for_job(store, job_id) is None
+        assert not (workspace.root / "runs" / f"job-{job_id}" / "model").exists()
+    assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    assert resolve_mixture(store, built.ref)["content_hash"] == stored
+    assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 @pytest.mark.realdata

@@ -6,16 +6,18 @@ prompt-fitting tests need.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from curation.errors import CuratorError
+from curation.mixtures import build_mixture, mixture_rows, parse_spec, resolve_mixture
 from curation.records import Annotation, Instance
 from training.data import (
     chat_examples,
-    find_mixture,
     load_training_data,
     pair_labels,
     parse_labels,
@@ -207,12 +209,16 @@ def test_split_is_deterministic_and_held_out_ignores_the_limit(store, labelled):
 
 
 def _mixture(store, tmp_path, name: str, records: list[dict], kind: str = "preference") -> None:
-    path = tmp_path / f"{name}.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    """A hand-written mixture version: its folder's data.jsonl and the content hash of it."""
+    folder = tmp_path / name
+    folder.mkdir()
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    (folder / "data.jsonl").write_bytes(data)
     with store.write():
         store.conn.execute(
-            "INSERT INTO mixtures(name, version, kind, spec, path) VALUES (?, 1, ?, '{}', ?)",
-            (name, kind, str(path)),
+            "INSERT INTO mixtures(name, version, kind, spec, content_hash, path) "
+            "VALUES (?, 1, ?, '{}', ?, ?)",
+            (name, kind, "sha256:" + hashlib.sha256(data).hexdigest(), str(folder)),
         )
 
 
@@ -269,17 +275,56 @@ def test_an_sft_mixture_has_no_pairs(store, tmp_path):
 def test_missing_mixtures_are_clear_errors(store, tmp_path):
     """An unknown mixture, one not built yet, and one whose file is gone each say so."""
     with pytest.raises(CuratorError, match="no mixture 'nope'"):
-        find_mixture(store, "nope")
+        chat_examples(store, mixture="nope")
     with store.write():
         store.conn.execute(
             "INSERT INTO mixtures(name, version, kind, spec) VALUES ('unbuilt', 1, 'sft', '{}')"
         )
-    with pytest.raises(CuratorError, match="no built file"):
-        find_mixture(store, "unbuilt")
+    with pytest.raises(CuratorError, match="no built folder yet"):
+        chat_examples(store, mixture="unbuilt")
     _mixture(store, tmp_path, "gone", [{"prompt": "p", "chosen": "a", "rejected": "b"}])
-    (tmp_path / "gone.jsonl").unlink()
+    (tmp_path / "gone" / "data.jsonl").unlink()
     with pytest.raises(CuratorError, match="is missing"):
         preference_pairs(store, mixture="gone")
+
+
+def _built_mixture(store) -> tuple[str, Path]:
+    """A preference mixture really built from the ``labelled`` pairs: its ref and data file."""
+    spec = parse_spec({"name": "built", "kind": "preference", "sources": {"prefs": 1.0}})
+    result = build_mixture(store, spec)
+    return result.ref, Path(result.mixture["path"]) / "data.jsonl"
+
+
+def test_a_built_mixture_trains_on_exactly_its_rows(store, labelled):
+    """Pairs and SFT replies of an untouched mixture are its data.jsonl rows, in file order."""
+    ref, _ = _built_mixture(store)
+    rows = mixture_rows(store, ref)
+    pairs, stats = preference_pairs(store, mixture=ref)
+    assert [(p.messages, p.chosen, p.rejected) for p in pairs] == [
+        ([{"role": "user", "content": r["prompt"]}], r["chosen"], r["rejected"]) for r in rows
+    ]
+    assert stats["records"] == len(rows) == 3
+    replies, _ = chat_examples(store, mixture=ref)
+    assert [e.messages[-1]["content"] for e in replies] == [r["chosen"] for r in rows]
+
+
+def test_a_mixture_edited_behind_the_stores_back_is_refused_for_training(store, labelled):
+    """Training reads a mixture only through its content-hash check: once data.jsonl is edited,
+    SFT examples and preference pairs (DPO, reward) refuse it, naming both hashes."""
+    ref, path = _built_mixture(store)
+    stored = resolve_mixture(store, ref)["content_hash"]
+    edited = path.read_bytes().replace(b'"chosen":"A of both"', b'"chosen":"edited reply"')
+    assert edited != path.read_bytes()
+    path.write_bytes(edited)
+    found = "sha256:" + hashlib.sha256(edited).hexdigest()
+    message = rf"no longer matches its content hash \(expected {stored}, found {found}\)"
+    with pytest.raises(CuratorError, match=message):
+        chat_examples(store, mixture=ref)
+    with pytest.raises(CuratorError, match=message):
+        preference_pairs(store, mixture=ref)
+    config = DPOTrainConfig(mixture=ref).validate()
+    with pytest.raises(CuratorError, match=message):
+        load_training_data(store, config, "pairs")
 
 
 # ---- runs -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CuratorError
+from curation.mixtures import DATA_FILE, iter_mixture_rows
 from curation.presets import FieldError, get_preset
 from curation.records import Instance
 from curation.store import Store
@@ -188,25 +189,6 @@ def pair_labels(
 # ---- mixtures --------------------------------------------------------------------------------
 
 
-def find_mixture(store: Store, ref: str) -> dict[str, Any]:
-    """The ``mixtures`` row named ``name`` (newest version) or ``name@version``, with a file."""
-    from training.runs import mixture_id
-
-    row = dict(
-        store.conn.execute("SELECT * FROM mixtures WHERE id = ?", (mixture_id(store, ref),))
-        .fetchone()
-    )  # fmt: skip
-    if not row.get("path"):
-        raise CuratorError(f"mixture {ref!r} has no built file yet; build it before training on it")
-    path = Path(row["path"])
-    if not path.is_absolute() and store.workspace is not None:
-        path = store.workspace.root / path
-    if not path.exists():
-        raise CuratorError(f"the file of mixture {ref!r} is missing: {path}")
-    row["path"] = str(path)
-    return row
-
-
 def read_jsonl(path: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """Records of a JSONL file (``.gz`` too) or of every such file in a folder, in name order, as
     (file name, line number, record)."""
@@ -231,6 +213,15 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
                 if not isinstance(record, dict):
                     raise CuratorError(f"{file.name}:{line_no}: a record must be a JSON object")
                 yield file.name, line_no, record
+
+
+def mixture_records(store: Store, ref: str) -> Iterator[tuple[str, Instance, int]]:
+    """A built mixture's records as (form, instance, winner), see :func:`_mixture_record`.
+
+    Read only through the store's checked reader: a ``data.jsonl`` edited since the build no
+    longer matches its content hash, and training on it is refused before any row is read."""
+    for line, record in enumerate(iter_mixture_rows(store, ref, verify=True), 1):
+        yield _mixture_record(DATA_FILE, line, record)
 
 
 def _mixture_record(name: str, line: int, record: dict[str, Any]) -> tuple[str, Instance, int]:
@@ -287,9 +278,7 @@ def preference_pairs(
     dropped: Counter = Counter()
     by_source: Counter = Counter()
     if mixture:
-        row = find_mixture(store, mixture)
-        for name, line, record in read_jsonl(row["path"]):
-            form, instance, winner = _mixture_record(name, line, record)
+        for form, instance, winner in mixture_records(store, mixture):
             if form != "pair":
                 raise CuratorError(
                     f"mixture {mixture!r} holds conversations, not preference pairs "
@@ -344,9 +333,7 @@ def chat_examples(
     examples: list[ChatExample] = []
     dropped: Counter = Counter()
     if mixture:
-        row = find_mixture(store, mixture)
-        for name, line, record in read_jsonl(row["path"]):
-            form, instance, winner = _mixture_record(name, line, record)
+        for form, instance, winner in mixture_records(store, mixture):
             if form == "chat":
                 example = _chat(instance, None)
             else:

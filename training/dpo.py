@@ -147,8 +147,6 @@ def train_dpo(ctx: Any, config: DPOTrainConfig) -> dict[str, Any]:
     Evaluation: TRL's DPO metrics on the held-out pairs (implicit reward accuracy and margin
     against the reference), the held-out loss of the chosen replies, and any eval suites.
     """
-    from trl import DPOConfig, DPOTrainer
-
     from training import trainer_base as base
     from training.data import ChatExample, load_training_data
     from training.evaluate import check_suites
@@ -158,6 +156,9 @@ def train_dpo(ctx: Any, config: DPOTrainConfig) -> dict[str, Any]:
     ctx.progress(0.0, "loading data")
     data = load_training_data(ctx.store, config, "pairs")
     check_suites(ctx.store, config.eval_sets)
+    # TRL takes seconds to import: data a curator got wrong (a refused mixture) fails first.
+    from trl import DPOConfig, DPOTrainer
+
     precision = base.prepare_run(config)
     model, tokenizer, base_name = load_causal_lm(config, ctx.workspace, precision)
     ctx.progress(0.02, f"preparing {len(data.train)} pairs")

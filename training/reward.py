@@ -263,8 +263,6 @@ def train_reward(ctx: Any, config: RewardTrainConfig) -> dict[str, Any]:
     ``ctx`` is a :class:`training.kinds.JobContext` or a :class:`training.trainer_base.LocalContext`.
     Evaluation: accuracy on the held-out pairs and, with ``eval_set``, the RewardBench score.
     """
-    from trl import RewardConfig, RewardTrainer
-
     from training import trainer_base as base
     from training.data import load_training_data
     from training.evaluate import evaluate_reward_model, pair_accuracy
@@ -276,6 +274,9 @@ def train_reward(ctx: Any, config: RewardTrainConfig) -> dict[str, Any]:
         from curation.evalsets import EvalSet
 
         EvalSet.load(ctx.store, config.eval_set)  # a wrong eval set fails now, not after training
+    # TRL takes seconds to import: data a curator got wrong (a refused mixture) fails first.
+    from trl import RewardConfig, RewardTrainer
+
     precision = base.prepare_run(config)
     model, tokenizer, max_length, base_name = load_reward_base(config, ctx.workspace, precision)
     ctx.progress(0.02, f"tokenising {len(data.train)} pairs")

@@ -130,8 +130,6 @@ def evaluate_generative_model(
 
 def train_sft(ctx: Any, config: SFTTrainConfig) -> dict[str, Any]:
     """Fine-tune, evaluate, save and record an SFT model; returns the job result."""
-    from trl import SFTConfig, SFTTrainer
-
     from training import trainer_base as base
     from training.data import load_training_data
     from training.evaluate import check_suites
@@ -140,6 +138,9 @@ def train_sft(ctx: Any, config: SFTTrainConfig) -> dict[str, Any]:
     ctx.progress(0.0, "loading data")
     data = load_training_data(ctx.store, config, "chat")
     check_suites(ctx.store, config.eval_sets)
+    # TRL takes seconds to import: data a curator got wrong (a refused mixture) fails first.
+    from trl import SFTConfig, SFTTrainer
+
     precision = base.prepare_run(config)
     model, tokenizer, base_name = load_causal_lm(config, ctx.workspace, precision)
     ctx.progress(0.02, f"preparing {len(data.train)} conversations")

@@ -52,6 +52,13 @@ with st.sidebar:
         "Has human labels", list(widgets.TRI_STATE), horizontal=True, key="explore_hh"
     )
     has_lm = st.radio("Has LM labels", list(widgets.TRI_STATE), horizontal=True, key="explore_hl")
+    empty_response = st.radio(
+        "Empty response",
+        list(widgets.TRI_STATE),
+        horizontal=True,
+        key="explore_empty",
+        help="Pairs where a response is empty or only whitespace (imported as data).",
+    )
 
 search = st.text_input(
     "Search prompts and responses", key="explore_search", placeholder="words that must all appear"
@@ -66,6 +73,7 @@ flt = InstanceFilter(
     agreement=widgets.AGREEMENT[agreement],
     has_human=widgets.TRI_STATE[has_human],
     has_lm=widgets.TRI_STATE[has_lm],
+    empty_response=widgets.TRI_STATE[empty_response],
     search=search.strip(),
 )
 filter_key = repr(flt)

@@ -65,7 +65,8 @@ def test_an_import_onto_a_full_disk_fails_clearly_and_keeps_every_earlier_row(la
     big = _pairs(tmp_path / "more.jsonl", 3000, prefix="m", text="words " * 40)
     for dataset in ("d", "new"):
         with pytest.raises(CuratorError, match=FULL):
-            import_path(labelled, big, ImportOptions(dataset=dataset))
+            mode = "append" if dataset == "d" else "new"
+            import_path(labelled, big, ImportOptions(dataset=dataset, mode=mode))
         assert _snapshot(labelled) == before
     assert labelled.integrity_check() == "ok"
 
@@ -133,7 +134,7 @@ def test_curator_import_onto_a_full_disk_says_so_and_keeps_the_earlier_import(tm
         'mount -t tmpfs -o size=1m tmpfs "$1" || exit 99\n'
         'ws="$1/ws"; shift; py="$1"; shift\n'
         '"$py" -m app.cli import "$1" --workspace "$ws" --dataset d >/dev/null || exit 98\n'
-        '"$py" -m app.cli import "$2" --workspace "$ws" --dataset d; echo "exit=$?"\n'
+        '"$py" -m app.cli import "$2" --workspace "$ws" --dataset d --append; echo "exit=$?"\n'
         '"$py" -c "import sys; from curation.store import Store; s = Store.open(sys.argv[1], '
         "create=False); print('integrity=' + s.integrity_check()); "
         "print('instances=%d' % s.stats()['instances'])\" \"$ws\"\n",
