@@ -7,12 +7,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from tiny_models import save_tiny_llama
 
 from curation.store import Store
 from curation.workspace import Workspace
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Fuzz tests draw the same examples on every run: a verdict must not depend on the run's luck.
+# Searching wider for new bugs is a deliberate act: HYPOTHESIS_PROFILE=explore pytest ...
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def pytest_configure(config):

@@ -306,3 +306,64 @@ def test_a_repeated_id_in_a_later_batch_names_the_line_it_first_appeared_on(seed
         "repeats.jsonl:8 [id]: id 'g0' is already in dataset 'd'",
     ]
     assert _snapshot(seeded) == before
+
+
+# ---- labels attached to existing pairs --------------------------------------------------------
+
+LABEL_COLUMNS = ["id", "uid", "prompt", "response_a", "response_b", "label", "overall",
+                 "helpful", "annotator", "annotator_kind", "confidence"]  # fmt: skip
+# Rows that match the seeded pairs by id or content (in either order), and ones that do not.
+LABEL_ROWS = st.sampled_from(
+    [
+        {"id": "g0", "label": "A>B"},
+        {"id": "g1", "label": 0, "annotator": "x"},
+        {"prompt": "q2", "response_a": "y", "response_b": "x", "label": "B"},  # swapped
+        {"prompt": "q1", "response_a": "x", "response_b": "y", "overall": -1},
+        {"id": "g2", "response_a": "y", "response_b": "x", "label": "tie"},
+        {"id": "nope", "label": "A"},
+    ]
+)  # fmt: skip
+
+
+@st.composite
+def label_rows(draw) -> dict[str, Any]:
+    row = dict(draw(LABEL_ROWS))
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(LABEL_COLUMNS))
+        row[key] = draw(VALUES)
+    return row
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lines=st.lists(st.one_of(label_rows(), label_rows(), RAW_LINES), min_size=1, max_size=6),
+    match=st.sampled_from(["id", "content"]),
+    skip_bad=st.booleans(),
+    values=VALUE_MAPS,
+)
+def test_a_fuzzed_labels_import_attaches_or_refuses_clearly_and_changes_nothing(
+    seeded, tmp_path, lines, match, skip_bad, values
+):
+    """Whatever the rows hold, a labels import either attaches labels to existing pairs only
+    (never adding a pair) or raises the project's error naming the file, writing nothing."""
+    from curation.label_import import LabelImportOptions, import_labels
+
+    path = tmp_path / f"labels{next(_names)}.jsonl"
+    path.write_bytes(_text_file("jsonl", lines))
+    before = _snapshot(seeded)
+    options = LabelImportOptions(dataset="d", match=match, skip_bad=skip_bad, values=values)
+    try:
+        report = import_labels(seeded, path, options)
+    except CuratorError as exc:
+        assert path.name in str(exc), f"the error does not name the file: {exc}"
+        assert _snapshot(seeded) == before, "a refused labels import changed the store"
+    else:
+        assert report.matched == report.labels_added + report.labels_updated > 0
+        assert seeded.stats()["instances"] == before[0]["instances"]
+        labels = seeded.stats()["annotations"]
+        assert sum(labels.values()) == sum(before[0]["annotations"].values()) + report.labels_added
+        assert seeded.integrity_check() == "ok"
