@@ -71,9 +71,12 @@ if user is None:
     sign_in = st.navigation(sign_in_pages(), position="hidden")
     st.session_state[_ASKED_FOR] = sign_in.url_path
     sign_in.run()
+    auth.send_session_cookie()  # below the form: deleting a signed-out session's cookie
 else:
     current = st.navigation(menu(user))
     auth.account_sidebar(user)
+    with st.sidebar:
+        auth.send_session_cookie()
     if user.is_curator:
         st.sidebar.caption(f"Workspace: `{state.workspace().root}`")
     if notice := refused_page_notice(user):

@@ -3,9 +3,13 @@
 Who the session is lives in :mod:`app.state`; this module is the UI around it. Passwords are
 checked by :func:`curation.users.authenticate` (argon2 hashes, lockout after repeated failures);
 a failed sign-in shows the same message for a wrong name and a wrong password.
+
+A sign-in is kept in a session cookie, written here by the one script the app puts in its page.
 """
 
 from __future__ import annotations
+
+import re
 
 import streamlit as st
 
@@ -24,6 +28,35 @@ NO_ACCOUNTS_ON_NETWORK = (
     "`curator users add NAME --role curator`, or start the app on this machine only with "
     "`curator ui` and add accounts on its Team page."
 )
+
+
+# Streamlit can read cookies (st.context.cookies) but not set them, so the browser sets the
+# session cookie itself: st.html runs this script in the app's own page (not an iframe).
+# SameSite=Strict keeps other sites' pages from sending it; Secure when the app is served over
+# https; Path=/ so every page's address (a bookmark, a new tab) carries it. A cookie set by
+# script cannot be HttpOnly: the app renders no HTML from data (tests/security), and the token
+# expires and is revoked on the server. The script holds only the name and a token that
+# app.state generated, both checked against the URL-safe alphabet; never data a user typed.
+_COOKIE_SCRIPT = """<script>
+(() => {{
+  const secure = window.location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = "{name}={token}; Max-Age={max_age}; Path=/; SameSite=Strict" + secure;
+}})();
+</script>"""
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def send_session_cookie() -> None:
+    """Set or delete the browser's session cookie, when a sign-in or sign-out asked for it."""
+    change = state.take_cookie_change()
+    if change is None:
+        return
+    if not (_URL_SAFE.fullmatch(change.name) and _URL_SAFE.fullmatch(change.token)):
+        raise ValueError("a session cookie holds only URL-safe characters")
+    script = _COOKIE_SCRIPT.format(
+        name=change.name, token=change.token, max_age=int(change.max_age_s)
+    )
+    st.html(script, unsafe_allow_javascript=True)
 
 
 def login_page() -> None:

@@ -46,6 +46,9 @@ def features_cmd(
             help="Use the dataset's own domain column (a source, a subset) as a feature.",
         ),
     ] = True,
+    background: Annotated[
+        bool, typer.Option("--background", help="Run as a background job; print its id.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute and store the routing features (lexical measures in thirds, prompt tags, the
@@ -67,6 +70,12 @@ def features_cmd(
     ws = Workspace.resolve(workspace)
     with _store(ws, create=False) as store:
         store.dataset(dataset)
+        if background:
+            from app.cli_jobs import enqueue_and_report
+            from training.routing_jobs import features_spec
+
+            enqueue_and_report(store, "features", features_spec(dataset, config), as_json=as_json)
+            return
         with progress_bar("features", "pair", quiet=as_json) as update:
             summary = compute_features(
                 store,

@@ -6,12 +6,15 @@ memoised per session and keyed by the store's data stamp, so a write anywhere in
 
 Who the session is: the account signed in through :mod:`app.auth`, or, only while the app
 listens on this machine alone and the workspace has no accounts yet, a built-in local curator.
+A sign-in is also a session token in a browser cookie (:func:`curation.users.start_session`), so
+a reload, a new tab or a bookmark restores it until it expires or is revoked.
 Each page lists the roles it serves; the menu is built from that and every page script checks
 it again (:func:`require_page_role`), so a page opened by its URL refuses the wrong role too.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,9 @@ _MEMO_KEY = "_curator_memo"
 _MEMO_SIZE = 32
 _FLASH_KEY = "_curator_flash"
 _USER_KEY = "_curator_user"  # the signed-in account's name (session state is server-side)
+_TOKEN_KEY = "_curator_session_token"  # the sign-in's session token, checked on every run
+_COOKIE_KEY = "_curator_cookie_change"  # a cookie write the next run sends the browser
+_REFUSED_KEY = "_curator_refused_cookie"  # a cookie token already found invalid
 # Session keys that belong to one person's work; dropped when they sign out.
 _PERSONAL_PREFIXES = ("annotate_", "ann_", "flag_")
 
@@ -238,22 +244,91 @@ def listens_locally() -> bool:
     return str(address or "").strip().lower() in LOCAL_ADDRESSES
 
 
+SESSION_ENDED = (
+    "Your sign-in has ended (it expired, you signed out in another tab, or your password or role "
+    "was changed). Sign in again."
+)
+
+
+@dataclass(frozen=True)
+class CookieChange:
+    """A write of the session cookie for the browser: ``token`` for ``max_age_s`` seconds, or
+    an empty token with no lifetime to delete it."""
+
+    name: str
+    token: str
+    max_age_s: int
+
+
+def cookie_name() -> str:
+    """The session cookie's name, one per workspace: browsers keep cookies per host, not per
+    port, so two apps on one machine would otherwise overwrite each other's sign-in."""
+    digest = hashlib.sha256(str(workspace().root).encode()).hexdigest()[:12]
+    return f"curator_session_{digest}"
+
+
 def current_user() -> User | None:
     """The signed-in account, else the local curator where that is allowed, else nobody.
 
-    The account is read back from the store on every run, so a changed role or a removed account
-    takes effect at once.
+    The account is read back from the store on every run, and so is its session, so a changed
+    role, a reset password, a removed account or a sign-out in another tab takes effect at once.
+    A session nobody signed in to yet is restored from the browser's session cookie.
     """
     db = store()
     name = st.session_state.get(_USER_KEY)
     if name:
-        user = users.find_user(db, name)
+        token = st.session_state.get(_TOKEN_KEY)
+        if token is None:  # signed in without a session (tests set the name directly)
+            user = users.find_user(db, name)
+        else:
+            user = users.session_user(db, token)
         if user is not None:
             return user
-        st.session_state.pop(_USER_KEY, None)
+        _end_signed_in_state()
+        if token is not None:
+            _change_cookie("", 0)
+            st.session_state[_REFUSED_KEY] = token
+            flash("info", SESSION_ENDED)
+    elif (user := restore_from_cookie(db, cookie_token())) is not None:
+        return user
     if listens_locally() and not users.has_users(db):
         return LOCAL_CURATOR
     return None
+
+
+def cookie_token() -> str | None:
+    """The session token the browser sent when this session connected, if any."""
+    # Through to_dict: outside a browser (AppTest) the cookies' item lookup is a stand-in
+    # object, while their listing is empty.
+    value = st.context.cookies.to_dict().get(cookie_name())
+    return value if isinstance(value, str) else None
+
+
+def restore_from_cookie(db: Store, token: str | None) -> User | None:
+    """Sign this session in with a token from the browser's cookie, if the token is valid.
+
+    A token that is not (forged, expired, revoked) is remembered, so it is checked once, and
+    the browser is told to delete it.
+    """
+    if not token or token == st.session_state.get(_REFUSED_KEY):
+        return None
+    user = users.session_user(db, token)
+    if user is None:
+        st.session_state[_REFUSED_KEY] = token
+        _change_cookie("", 0)
+        return None
+    st.session_state[_USER_KEY] = user.name
+    st.session_state[_TOKEN_KEY] = token
+    return user
+
+
+def take_cookie_change() -> CookieChange | None:
+    """The cookie write this run should send the browser, once."""
+    return st.session_state.pop(_COOKIE_KEY, None)
+
+
+def _change_cookie(token: str, max_age_s: int) -> None:
+    st.session_state[_COOKIE_KEY] = CookieChange(cookie_name(), token, max_age_s)
 
 
 def is_local_curator(user: User | None) -> bool:
@@ -261,13 +336,28 @@ def is_local_curator(user: User | None) -> bool:
 
 
 def sign_in(user: User) -> None:
+    """Sign this session in and start a session token, which the next run stores as a cookie."""
     _forget_personal_state()
+    token = users.start_session(store(), user)
     st.session_state[_USER_KEY] = user.name
+    st.session_state[_TOKEN_KEY] = token
+    _change_cookie(token, int(users.SESSION_LIFETIME_S))
 
 
 def sign_out() -> None:
+    """Revoke this session's token (every tab restored from it signs out) and delete the cookie."""
+    token = st.session_state.get(_TOKEN_KEY)
+    if token is not None:
+        users.end_session(store(), token)
+        st.session_state[_REFUSED_KEY] = token
+    _end_signed_in_state()
+    _change_cookie("", 0)
+
+
+def _end_signed_in_state() -> None:
     _forget_personal_state()
     st.session_state.pop(_USER_KEY, None)
+    st.session_state.pop(_TOKEN_KEY, None)
 
 
 def _forget_personal_state() -> None:

@@ -134,6 +134,9 @@ def rename_dataset(store: Store, old: str, new: str, *, user: User | None = None
             "runs.config": _rewrite(store, "runs", "config", old, new),
             "runs.evaluation": _rewrite(store, "runs", "evaluation", old, new, keys=True),
             "ppms.provenance": _rewrite(store, "ppms", "provenance", old, new),
+            "saved_views.dataset": store.conn.execute(
+                "UPDATE saved_views SET dataset = ? WHERE dataset = ?", (new, old)
+            ).rowcount,
         }
     return {
         "renamed": old,
@@ -228,6 +231,11 @@ def _clear(store: Store, dataset_id: int) -> None:
 
 def _delete(store: Store, dataset_id: int) -> None:
     _clear(store, dataset_id)
+    # saved views name their dataset: a view of a deleted dataset would filter nothing
+    store.conn.execute(
+        "DELETE FROM saved_views WHERE dataset = (SELECT name FROM datasets WHERE id = ?)",
+        (dataset_id,),
+    )
     store.conn.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
 
 

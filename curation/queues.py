@@ -6,7 +6,19 @@ Submitting a label and marking its assignment done is one transaction.
 
 Drafts: the store keeps one label per (instance, person), so a draft and a submitted label cannot
 live side by side. A draft saved over an already-submitted label is ignored: the submitted label
-stays as it is until the person submits again.
+stays as it is until the person submits again. Submitting replaces the draft.
+
+Moving through a queue. Each item is ``pending``, ``done`` (the person submitted a label) or
+``skipped`` (put aside). Only submitting and skipping a pending item change a status:
+
+- **submit** stores the label, marks the item done, and returns the next item to label;
+- **skip** on a *pending* item marks it skipped (it comes back once nothing else is pending); on
+  a skipped or done item it changes nothing and just moves on (:func:`skip` says which);
+- **back** (:func:`previous_item`) and a jump to any item (:func:`items_by_status`) only move:
+  no status changes, and a draft stays saved;
+- "the next item to label" (:func:`next_item`) is the first pending item after the current
+  position, wrapping to the start, else the first skipped one the same way; done items only
+  come back by going back or jumping to them.
 """
 
 from __future__ import annotations
@@ -275,6 +287,32 @@ def progress(store: Store, user: User) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def status_counts(store: Store, user: User) -> dict[str, int]:
+    """How many of the user's items are pending, done and skipped (every status, 0 when none)."""
+    rows = store.conn.execute(
+        "SELECT status, count(*) FROM assignments WHERE user_id = ? GROUP BY status", (user.id,)
+    ).fetchall()
+    counts = dict.fromkeys(QUEUE_STATUSES, 0)
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def items_by_status(
+    store: Store, user: User, status: str, *, prompt_chars: int = 80
+) -> list[tuple[QueueItem, str]]:
+    """The user's items with one status, in queue order, each with the opening of its prompt
+    (to pick one to jump to)."""
+    if status not in QUEUE_STATUSES:
+        raise CuratorError(f"status {status!r} is not one of {', '.join(QUEUE_STATUSES)}")
+    rows = store.conn.execute(
+        "SELECT a.instance_id, a.position, a.status, a.origin, substr(i.prompt, 1, ?) "
+        "FROM assignments a JOIN instances i ON i.id = a.instance_id "
+        "WHERE a.user_id = ? AND a.status = ? ORDER BY a.position, a.id",
+        (prompt_chars, user.id, status),
+    ).fetchall()
+    return [(QueueItem(*row[:4]), row[4] or "") for row in rows]
+
+
 def queue_item(store: Store, user: User, instance_id: int) -> QueueItem | None:
     """The user's queue entry for an instance, if it is in their queue."""
     return _item(
@@ -406,16 +444,30 @@ def submit(store: Store, user: User, instance_id: int, annotation: Annotation) -
     return next_item(store, user, after=item.position if item else None)
 
 
-def skip(store: Store, user: User, instance_id: int) -> QueueItem | None:
-    """Put a pending item aside (it comes back when nothing else is pending); return the next."""
+@dataclass
+class Skipped:
+    """What a skip did: ``put_aside`` is True only when a pending item became skipped (a done or
+    already-skipped item keeps its status); ``status`` is the item's status now (None for an
+    instance outside the queue); ``following`` is the next item to label."""
+
+    put_aside: bool
+    status: str | None
+    following: QueueItem | None
+
+
+def skip(store: Store, user: User, instance_id: int) -> Skipped:
+    """Move on from an item: a pending one is put aside (it comes back when nothing else is
+    pending); a done or already-skipped one keeps its status."""
     with store.write():
         item = _require_assigned(store, user, instance_id)
-        if item is not None and item.status == "pending":
+        put_aside = item is not None and item.status == "pending"
+        if put_aside:
             store.conn.execute(
                 "UPDATE assignments SET status = 'skipped' WHERE user_id = ? AND instance_id = ?",
                 (user.id, instance_id),
             )
-    return next_item(store, user, after=item.position if item else None)
+    status = "skipped" if put_aside else (item.status if item else None)
+    return Skipped(put_aside, status, next_item(store, user, after=item.position if item else None))
 
 
 def visible_labels(store: Store, user: User, instance_id: int) -> list[dict[str, Any]]:

@@ -292,9 +292,40 @@ ALTER TABLE features ADD COLUMN label TEXT;
 CREATE INDEX features_name_label ON features(name, label);
 """
 
+# v3: sign-in sessions that outlive a browser tab. Only a token's SHA-256 is kept (the token
+# itself lives in the browser's cookie); a row ends when it expires or is revoked, and goes with
+# its account.
+V3 = """
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+"""
+
+# v4: Explore's saved views (a name for a filter, in the text form `--where` reads), and an
+# index that deleting or replacing a dataset needs (its plan items are found by instance).
+V4 = """
+CREATE TABLE saved_views (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    dataset TEXT,
+    query TEXT NOT NULL,
+    created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX route_plan_items_instance ON route_plan_items(instance_id);
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, V1),
     (2, V2),
+    (3, V3),
+    (4, V4),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

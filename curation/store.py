@@ -97,6 +97,7 @@ class InstanceFilter:
     has_lm: bool | None = None
     empty_response: bool | None = None  # either response empty or only whitespace
     search: str = ""
+    ids: list[int] | None = None  # only these instances (a search by meaning's hits)
 
     def where(self, store: Store) -> tuple[str, list[Any]]:
         """SQL WHERE clause (over ``i`` instances and ``s`` summary) and its parameters."""
@@ -134,6 +135,10 @@ class InstanceFilter:
             blank = "trim({0}, ' ' || char(9, 10, 13)) = ''"
             either = f"({blank.format('i.response_a')} OR {blank.format('i.response_b')})"
             clauses.append(either if self.empty_response else f"NOT {either}")
+        if self.ids is not None:
+            # a search's hits: a bounded list, bound as parameters like every other value
+            clauses.append(f"i.id IN ({', '.join('?' * len(self.ids))})" if self.ids else "0")
+            params.extend(int(i) for i in self.ids)
         query = fts_query(self.search) if self.search else None
         if query:
             clauses.append("i.id IN (SELECT rowid FROM instances_fts WHERE instances_fts MATCH ?)")
@@ -161,6 +166,34 @@ class InstanceFilter:
         "search (words that must all appear). "
         "Example: domain=math,has_human=no,search=prime numbers"
     )
+
+    def to_text(self) -> str:
+        """The text form of this filter (what :meth:`parse` reads back to an equal filter).
+
+        The dataset and a search by meaning's hits (``ids``) are not part of it.
+        """
+        verdicts = {-1: "A", 0: "tie", 1: "B"}
+        parts = []
+        for key, (name, kind) in self.TEXT_KEYS.items():
+            value = getattr(self, name)
+            if value is None or value == "" or value == []:
+                continue
+            if kind == "list":
+                shown = "|".join(value)
+            elif kind == "verdict":
+                shown = verdicts[value]
+            elif kind == "agreement":
+                shown = "agree" if value else "disagree"
+            elif kind == "bool":
+                shown = "yes" if value else "no"
+            else:
+                shown = value
+            if any(c in str(shown) for c in ",="):
+                raise CuratorError(
+                    f"{key} value {shown!r} holds ',' or '=', which the text form cannot"
+                )
+            parts.append(f"{key}={shown}")
+        return ",".join(parts)
 
     @classmethod
     def parse(cls, text: str, *, dataset: str | None = None) -> InstanceFilter:
@@ -641,6 +674,15 @@ class Store:
             [*params, int(limit), int(offset)],
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def matching_ids(self, flt: InstanceFilter, *, limit: int | None = None) -> list[int]:
+        """The ids of every instance under a filter, in id order (the first ``limit``)."""
+        where, params = flt.where(self)
+        sql = f"SELECT i.id {self._FROM} WHERE {where} ORDER BY i.id"  # noqa: S608
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = [*params, int(limit)]
+        return [r[0] for r in self.conn.execute(sql, params)]
 
     def facet_counts(self, column: str, flt: InstanceFilter | None = None) -> dict[Any, int]:
         """Counts per value of one column (instance column or summary column) under a filter."""

@@ -1,13 +1,19 @@
-"""The people who use a workspace: accounts, roles, passwords (argon2) and login lockout.
+"""The people who use a workspace: accounts, roles, passwords (argon2), login lockout, and the
+sign-in sessions that keep a browser signed in across reloads and tabs.
 
 Curators see and manage everything; annotators see their own queue and their own labels only.
-Passwords are kept only as argon2 hashes; the clear text is never stored or logged.
+Passwords are kept only as argon2 hashes; the clear text is never stored or logged. A session is
+a random token held by the browser; the store keeps only its SHA-256, so the table alone signs
+nobody in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import re
+import secrets
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +31,11 @@ LOCK_AFTER_FAILURES = 5
 LOCK_FIRST_S = 30.0
 LOCK_MAX_S = 3600.0
 WRONG_CREDENTIALS = "wrong user name or password"
+# How long a sign-in lasts, counted from the sign-in: a reload or a new tab does not extend it.
+SESSION_LIFETIME_S = 12 * 3600.0
+_TOKEN_BYTES = 32
+# What secrets.token_urlsafe(32) gives: anything else is refused before the store is asked.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 _HASHER = PasswordHasher()
 
@@ -155,12 +166,14 @@ def set_role(store: Store, name: str, role: str) -> User:
                 raise CuratorError(
                     f"{user.name!r} is the only curator; make someone else one first"
                 )
-        store.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user.id))
+        if role != user.role:
+            store.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user.id))
+            end_user_sessions(store, user.id)
     return get_user(store, name)
 
 
 def reset_password(store: Store, name: str, password: str) -> None:
-    """Set a new password and lift any lockout."""
+    """Set a new password, lift any lockout, and end every session signed in with the old one."""
     password_hash = _HASHER.hash(_check_password(password))
     with store.write():
         user = get_user(store, name)
@@ -169,6 +182,7 @@ def reset_password(store: Store, name: str, password: str) -> None:
             "WHERE id = ?",
             (password_hash, user.id),
         )
+        end_user_sessions(store, user.id)
 
 
 def authenticate(store: Store, name: str, password: str, *, now: float | None = None) -> User:
@@ -225,6 +239,82 @@ def _verify(password_hash: str, password: str) -> bool:
         return _HASHER.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+# ---- sign-in sessions ---------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _is_token(token: object) -> bool:
+    return isinstance(token, str) and _TOKEN_SHAPE.fullmatch(token) is not None
+
+
+def start_session(
+    store: Store, user: User, *, now: float | None = None, lifetime_s: float = SESSION_LIFETIME_S
+) -> str:
+    """A new session for this account, ending ``lifetime_s`` from now: the token its browser
+    keeps. ``now`` (seconds since the epoch) is for tests."""
+    now = time.time() if now is None else now
+    token = secrets.token_urlsafe(_TOKEN_BYTES)
+    with store.write():
+        # Sessions past their end can never sign anyone in again; drop them as new ones start.
+        store.conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (_iso(now),))
+        store.conn.execute(
+            "INSERT INTO sessions(user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (user.id, _token_hash(token), _iso(now), _iso(now + lifetime_s)),
+        )
+    return token
+
+
+def session_user(store: Store, token: object, *, now: float | None = None) -> User | None:
+    """The account a session token signs in, or None.
+
+    None for a token this store never issued (forged, altered, or from another workspace), one
+    past its expiry or revoked, and one whose account is gone, disabled or locked out.
+    """
+    if not _is_token(token):
+        return None
+    now = time.time() if now is None else now
+    row = store.conn.execute(
+        "SELECT u.id, u.name, u.role, u.disabled, u.locked_until, s.expires_at, s.revoked_at "
+        "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+        (_token_hash(token),),
+    ).fetchone()
+    if row is None or row["revoked_at"] is not None or row["disabled"]:
+        return None
+    if now >= _epoch(row["expires_at"]):
+        return None
+    locked_until = _epoch(row["locked_until"])
+    if locked_until is not None and now < locked_until:
+        return None
+    return _user(row)
+
+
+def end_session(store: Store, token: object, *, now: float | None = None) -> None:
+    """Revoke one session (its browser signs out)."""
+    if not _is_token(token):
+        return
+    now = time.time() if now is None else now
+    with store.write():
+        store.conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+            (_iso(now), _token_hash(token)),
+        )
+
+
+def end_user_sessions(store: Store, user_id: int, *, now: float | None = None) -> int:
+    """Revoke every session of an account, so each browser signed in as it signs in again;
+    how many were open."""
+    now = time.time() if now is None else now
+    with store.write():
+        done = store.conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            (_iso(now), user_id),
+        )
+    return done.rowcount
 
 
 def require_role(user: User | None, *roles: str) -> None:

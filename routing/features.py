@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -132,6 +132,19 @@ class FeatureConfig:
         metadata={"help": "Use the dataset's own domain column (a source, a subset) as a feature, "
                           f"where it has 2 to {MAX_DOMAINS} distinct values."},
     )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (a job's spec), read back by :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        values = dict(data)
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise CuratorError(f"unknown feature settings: {', '.join(sorted(unknown))}")
+        encoder = values.pop("encoder", None) or {}
+        return cls(encoder=EncoderConfig(**encoder), **values).validate()
 
     def validate(self) -> FeatureConfig:
         if self.tagger not in ("embedding", "lm", "none"):

@@ -229,6 +229,33 @@ class SweepData:
         return EvalScore(accuracy, {"crossfit": accuracy}, {"crossfit": accuracy}, n), n_train
 
 
+# Pairs that carry a human and an LM verdict (not ties) below which a sweep is refused before it
+# starts: each run's probe learns from a part of them and is scored on the rest (in folds, half
+# held out for the proof), and on fewer the scores a predictor learns from are noise.
+MIN_LABELLED_PAIRS = 50
+
+
+def sweep_blocker(store: Store, dataset: str, config: SweepConfig | None = None) -> str | None:
+    """Why a sweep cannot run on ``dataset`` now (features, labels), or None when it can."""
+    config = config or SweepConfig()
+    try:
+        FeatureMatrix.load(store, dataset)
+    except CuratorError as exc:
+        return str(exc)
+    try:
+        labels = SplitLabels.load(store, dataset, config.labels)
+        labels.require_both()
+    except CuratorError as exc:
+        return str(exc)
+    both = int(((labels.human != 0) & (labels.lm != 0)).sum())
+    if both < MIN_LABELLED_PAIRS:
+        return (
+            f"only {both} pairs carry both a human and an LM verdict (ties aside); a sweep needs "
+            f"at least {MIN_LABELLED_PAIRS}: label more pairs, or run a judge over them"
+        )
+    return None
+
+
 def create_sweep(store: Store, dataset: str, eval_dataset: str | None, config: SweepConfig) -> int:
     ds = store.dataset(dataset)
     ev_id = store.dataset(eval_dataset)["id"] if eval_dataset else None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from curation import flags, queues, saved_views, users
 from curation.records import Annotation, Instance
 from curation.store import InstanceFilter, Store
 from curation.workspace import Workspace
@@ -180,6 +181,135 @@ def test_search_keeps_only_matching_rows(ws: Workspace) -> None:
     at.text_input(key="explore_search").set_value("recursion").run()
     no_errors(at)
     assert table(at) == ["pair-1", "pair-4", "pair-7", "pair-10"]
+
+
+def test_the_table_leads_with_verdicts_and_leaves_out_empty_columns(ws: Workspace) -> None:
+    at = open_page("views/explore.py")
+    columns = list(at.dataframe[0].value.columns)
+    assert columns[:5] == ["id", "prompt", "human_verdict", "lm_verdict", "agreement"]
+    assert "subset" not in columns  # None on every row
+    assert {"domain", "uid", "model_a"} <= set(columns)
+
+
+def test_search_hits_are_marked_in_the_pair_and_code_is_left_alone(ws: Workspace) -> None:
+    at = open_page("views/explore.py")
+    at.text_input(key="explore_search").set_value("Recursion").run()
+    no_errors(at)
+    bodies = [m.value for m in at.markdown]
+    assert "prompt 1 about :orange-background[recursion]" in bodies
+    assert any(b.startswith("first answer 1\n\n```python\nprint(1)") for b in bodies)
+
+
+def test_a_judges_reasons_read_as_text_not_as_a_dict() -> None:
+    from app.widgets import labels_frame
+
+    reasons = {
+        "method": "logprobs",
+        "orders": [
+            {"p_answer_a": 0.752, "swapped": False},
+            {"p_answer_a": 0.7284, "swapped": True},
+        ],
+        "aspects": {"overall": {"probs": [0.51, 0.49]}},
+    }
+    frame = labels_frame([{"annotator_kind": "lm", "annotator": "j", "reasons": reasons}])
+    assert frame.loc[0, "reasons"] == "P(A) 0.75 as shown; P(A) 0.73 swapped (logprobs)"
+    person = labels_frame([{"annotator_kind": "human", "annotator": "a",
+                            "reasons": {"overall": ["accurate", "concise"]}}])  # fmt: skip
+    assert person.loc[0, "reasons"] == "overall: accurate, concise"
+
+
+def test_the_agreement_chart_labels_each_bar_so_zero_is_seen(ws: Workspace) -> None:
+    at = open_page("views/explore.py")
+    at.radio(key="explore_agree").set_value("disagree").run()
+    no_errors(at)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    [bars] = [
+        c
+        for c in charts
+        if c["layout"].get("yaxis", {}).get("title", {}).get("text") == "agreement rate"
+    ]
+    # pair-2, pair-6 and pair-10 disagree, one per domain
+    assert [t for trace in bars["data"] for t in trace["text"]] == ["0% of 1"] * 3
+
+
+def test_a_flaw_report_starts_with_no_category_and_needs_one(ws: Workspace) -> None:
+    at = open_page("views/explore.py")
+    assert at.selectbox(key="flag_explore_category").value is None
+    at.button(key="flag_explore_send").click().run()
+    assert any("Choose what is wrong" in w.value for w in at.warning)
+    with Store.open(ws) as store:
+        assert store.conn.execute("SELECT count(*) FROM flags").fetchone()[0] == 0
+
+
+def select_rows(at: AppTest, rows: list[int]) -> None:
+    at.session_state["explore_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+
+
+def test_bulk_assign_from_explore_fills_an_annotators_queue(ws: Workspace) -> None:
+    with Store.open(ws) as store:
+        users.add_user(store, "cur", "curator", "a-long-password")
+        users.add_user(store, "ann", "annotator", "a-long-password")
+    at = AppTest.from_file(HOME, default_timeout=30)
+    at.session_state["_curator_user"] = "cur"  # signed in (accounts exist now)
+    at.run().switch_page("views/explore.py").run()
+    select_rows(at, [0, 2, 3])
+    at.selectbox(key="explore_bulk_action").set_value("assign")
+    at.multiselect(key="explore_bulk_people").set_value(["ann"]).run()
+    at.button(key="explore_bulk_go").click().run()
+    no_errors(at)
+    assert any("Assigned 3 items to ann" in s.value for s in at.success)
+    with Store.open(ws) as store:
+        queued = [item.instance_id for item in queues.queue(store, users.get_user(store, "ann"))]
+        picked = [store.page_instances(InstanceFilter(dataset="prefs"))[i]["id"] for i in (0, 2, 3)]
+    assert queued == picked
+
+
+def test_bulk_exclude_of_everything_under_a_filter_asks_first_and_leaves_the_export(
+    ws: Workspace,
+) -> None:
+    at = open_page("views/explore.py")
+    at.multiselect(key="explore_domain_1").set_value(["math"]).run()
+    at.radio(key="explore_bulk_scope").set_value("all")
+    at.selectbox(key="explore_bulk_action").set_value("exclude")
+    at.text_input(key="explore_bulk_note").set_value("off-topic for this mix").run()
+    at.button(key="explore_bulk_go").click().run()
+    no_errors(at)
+    assert any("Excluded 4 instances" in s.value for s in at.success)
+    with Store.open(ws) as store:
+        excluded = flags.excluded_instance_ids(store, "prefs")
+        maths = set(store.matching_ids(InstanceFilter(dataset="prefs", domains=["math"])))
+    assert excluded == maths and len(maths) == 4
+
+
+def test_a_bulk_flag_needs_a_category(ws: Workspace) -> None:
+    at = open_page("views/explore.py")
+    select_rows(at, [1])
+    at.selectbox(key="explore_bulk_action").set_value("flag").run()
+    at.button(key="explore_bulk_go").click().run()
+    assert any("choose what is wrong" in e.value for e in at.error)
+    at.selectbox(key="explore_bulk_category").set_value("broken text").run()
+    at.button(key="explore_bulk_go").click().run()
+    assert any("Flagged 1 instance as broken text" in s.value for s in at.success)
+
+
+def test_a_saved_view_is_saved_from_the_filters_and_applied_again(ws: Workspace) -> None:
+    at = open_page("views/explore.py")
+    at.multiselect(key="explore_domain_1").set_value(["math"])
+    at.selectbox(key="explore_hv").set_value("A better").run()
+    narrowed = table(at)
+    at.text_input(key="explore_view_name").set_value("maths, people say A")
+    at.button(key="explore_view_save").click().run()
+    no_errors(at)
+    with Store.open(ws) as store:
+        [view] = saved_views.list_views(store, "prefs")
+    assert (view.dataset, view.query) == ("prefs", "domain=math,human_verdict=A")
+
+    fresh = open_page("views/explore.py")
+    assert len(table(fresh)) == 14
+    fresh.selectbox(key="explore_view").set_value("maths, people say A").run()
+    no_errors(fresh)
+    assert table(fresh) == narrowed and fresh.selectbox(key="explore_hv").value == "A better"
 
 
 def test_label_filters_narrow_the_table(ws: Workspace) -> None:
@@ -424,6 +554,16 @@ def test_a_judges_verdicts_attach_to_existing_pairs_from_the_import_page(ws: Wor
             "SELECT count(*) FROM annotations WHERE annotator = 'gpt-4' AND overall = 2"
         ).fetchone()[0]
     assert found == 3
+
+
+def test_a_previous_files_error_goes_when_another_file_is_picked(ws: Workspace) -> None:
+    at = open_page("views/import_data.py")
+    upload_and_import(at, "bad.jsonl", b'{"prompt": ""}\n')
+    assert any("nothing was written" in e.value for e in at.error)
+    good = b'{"prompt": "p", "response_a": "a", "response_b": "b"}\n'
+    at.file_uploader(key="import_upload").upload("good2.jsonl", good, "application/json").run()
+    no_errors(at)
+    assert not at.error and not at.success
 
 
 def test_a_path_outside_the_workspace_is_refused(ws: Workspace, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ a "signed-in session" is a session whose state names the account, as the sign-in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,27 @@ def shown_pair(at: AppTest) -> int:
     return int(caption.split("#", 1)[1].split(" ", 1)[0])
 
 
+def status_of(ws: Workspace, name: str) -> dict[int, str]:
+    with Store.open(ws) as store:
+        return {i.instance_id: i.status for i in queues.queue(store, users.get_user(store, name))}
+
+
+def page_script_data(at: AppTest) -> dict:
+    """What the page hands its in-browser script (keys, scroll, draft typing)."""
+    (script,) = at.get("bidi_component")
+    return json.loads(script.proto.json)
+
+
+def in_page_order(node):
+    """The elements under a block, top to bottom."""
+    children = getattr(node, "children", None)
+    if children is None:
+        yield node
+        return
+    for index in sorted(children):
+        yield from in_page_order(children[index])
+
+
 # ---- sign-in and roles -------------------------------------------------------------------------
 
 
@@ -247,20 +269,19 @@ def test_annotate_is_blind_to_other_labels_and_model_names(
 def test_submitting_stores_the_label_with_time_spent_and_moves_on(
     ws: Workspace, queue_of_three: list[int]
 ) -> None:
-    """Choose overall (a button with key 2), aspects, confidence, reasons and a justification;
-    Submit stores it with the time spent, advances the progress and shows the next pair."""
+    """Choose overall (the second of five buttons), aspects, confidence, reasons and a
+    justification; Submit stores it with the time spent, advances the progress and shows the
+    next pair."""
     first, second, _ = queue_of_three
     at = session("ann")
     assert at.get("progress")[0].proto.text == "0 of 3 done"
-    overall = at.button(key="annotate_overall_2")
-    assert overall.proto.shortcut == "2"
     assert at.button(key="annotate_submit").proto.shortcut.lower() == "ctrl+enter"
     assert at.button(key="annotate_skip").proto.shortcut.lower() == "s"
-    overall.click().run()
+    at.button(key="annotate_overall_2").click().run()
     assert at.button(key="annotate_overall_2").proto.type == "primary"
-    at.button_group(key=f"ann_helpful_{first}").set_value(-1).run()
-    at.button_group(key=f"ann_truthful_{first}").set_value(-2).run()
-    at.button_group(key=f"ann_confidence_{first}").set_value("high").run()
+    at.button(key="annotate_helpful_2").click().run()
+    at.button(key="annotate_truthful_1").click().run()
+    at.button(key="annotate_confidence_3").click().run()
     at.button_group(key=f"ann_reasons_truthful_{first}").select("correct calculation").run()
     at.text_area(key=f"ann_justification_{first}").input("B adds one.").run()
     at.button(key="annotate_submit").click().run()
@@ -315,12 +336,154 @@ def test_skip_and_back_walk_the_queue_and_back_shows_your_label(
     assert shown_pair(at) == third  # the next pending item after the edited one
 
 
+def test_skip_on_a_done_item_moves_on_and_says_it_stays_done(
+    ws: Workspace, queue_of_three: list[int]
+) -> None:
+    """Back to a done item: its Skip button reads Next, and pressing it (S) moves on without
+    claiming a skip; the item stays done. Skip on a pending item puts it aside."""
+    first, second, third = queue_of_three
+    at = session("ann")
+    at.button(key="annotate_overall_5").click().run()
+    at.button(key="annotate_submit").click().run()
+    at.button(key="annotate_back").click().run()
+    assert shown_pair(at) == first
+    assert at.button(key="annotate_skip").label == "Next"
+    at.button(key="annotate_skip").click().run()
+    no_errors(at)
+    assert shown_pair(at) == second
+    said = texts(at)
+    assert f"Moved on from #{first}" in said and "stays done" in said
+    assert "Skipped" not in said
+    assert status_of(ws, "ann") == {first: "done", second: "pending", third: "pending"}
+
+    assert at.button(key="annotate_skip").label == "Skip"
+    at.button(key="annotate_skip").click().run()
+    assert f"Skipped #{second}" in texts(at)
+    assert status_of(ws, "ann")[second] == "skipped"
+
+
+def test_back_and_skip_on_a_skipped_item_change_no_status(
+    ws: Workspace, queue_of_three: list[int]
+) -> None:
+    """Back only moves; skipping an item that is already skipped keeps it skipped and says so."""
+    first, second, third = queue_of_three
+    at = session("ann")
+    at.button(key="annotate_skip").click().run()
+    at.button(key="annotate_back").click().run()
+    assert shown_pair(at) == first
+    assert status_of(ws, "ann") == {first: "skipped", second: "pending", third: "pending"}
+    at.button(key="annotate_skip").click().run()
+    assert shown_pair(at) == second
+    assert f"#{first} stays skipped" in texts(at)
+    assert status_of(ws, "ann")[first] == "skipped"
+
+
+def test_my_items_lists_items_by_status_and_opens_one(
+    ws: Workspace, queue_of_three: list[int]
+) -> None:
+    """ "My items" lists the person's items of one status with counts; picking one opens it and
+    changes no status."""
+    first, second, third = queue_of_three
+    at = session("ann")
+    at.button(key="annotate_overall_1").click().run()
+    at.button(key="annotate_submit").click().run()
+    at.button(key="annotate_skip").click().run()
+    # closed: nothing about the list is read
+    assert "annotate_items_pick" not in {s.key for s in at.selectbox}
+    at.session_state["annotate_items"] = True
+    at.run()
+    statuses = at.button_group(key="annotate_items_status")
+    assert statuses.options == ["pending (1)", "done (1)", "skipped (1)"]
+    pick = at.selectbox(key="annotate_items_pick")
+    assert pick.options == [f"#{third} (on screen) · prompt 2: what is 2 + 2?"]
+    statuses.set_value("done").run()
+    assert at.selectbox(key="annotate_items_pick").options == [
+        f"#{first} · prompt 0: what is 0 + 0?"
+    ]
+    at.selectbox(key="annotate_items_pick").select_index(0).run()
+    no_errors(at)
+    assert shown_pair(at) == first
+    assert at.button(key="annotate_overall_1").proto.type == "primary"
+    assert at.selectbox(key="annotate_items_pick").value is None
+    assert status_of(ws, "ann") == {first: "done", second: "skipped", third: "pending"}
+
+
+def test_every_move_asks_the_browser_to_scroll_up_and_the_message_is_above_the_prompt(
+    ws: Workspace, queue_of_three: list[int]
+) -> None:
+    """Submit, skip and a refused submit each hand the page script a new move count (it
+    scrolls to the top), and the message shows before the prompt."""
+    at = session("ann")
+    moves = [page_script_data(at)["moved"]]
+    at.button(key="annotate_submit").click().run()  # no overall yet: refused
+    moves.append(page_script_data(at)["moved"])
+    at.button(key="annotate_overall_3").click().run()
+    moves.append(page_script_data(at)["moved"])
+    at.button(key="annotate_submit").click().run()
+    moves.append(page_script_data(at)["moved"])
+    at.button(key="annotate_skip").click().run()
+    moves.append(page_script_data(at)["moved"])
+    assert moves[1] > moves[0] and moves[2] == moves[1] and moves[4] > moves[3] > moves[2]
+    shown = [str(getattr(e, "value", "")) for e in in_page_order(at.main)]
+    message = next(i for i, v in enumerate(shown) if v.startswith("Skipped #"))
+    prompt = next(i for i, v in enumerate(shown) if v.startswith("prompt 2"))
+    assert message < prompt
+
+
+def test_the_keys_legend_names_every_aspect_and_confidence(
+    ws: Workspace, queue_of_three: list[int]
+) -> None:
+    """The page lists a key for each aspect and confidence, and hands the same keys and the
+    size of each row of buttons to its page script."""
+    at = session("ann")
+    legend = texts(at)
+    for key, name in (("O", "overall"), ("H", "helpfulness"), ("J", "harmlessness")):
+        assert f"**{key}** {name}" in legend
+    assert "**T** truthfulness" in legend and "**L** confidence" in legend
+    data = page_script_data(at)
+    assert data["letters"] == {
+        "o": "overall", "h": "helpful", "j": "harmless", "t": "truthful", "l": "confidence"
+    }  # fmt: skip
+    assert data["sizes"] == {
+        "overall": 5, "helpful": 5, "harmless": 5, "truthful": 5, "confidence": 3
+    }  # fmt: skip
+    for aspect, size in data["sizes"].items():
+        assert at.button(key=f"annotate_{aspect}_{size}")
+
+
+def test_a_draft_is_restored_when_the_item_comes_back_and_submit_discards_it(
+    ws: Workspace, queue_of_three: list[int]
+) -> None:
+    """A justification saved as a draft comes back when the item is shown again (after a skip
+    and back); submitting turns the draft into the label, leaving no draft behind."""
+    first, second, _ = queue_of_three
+    at = session("ann")
+    box = f"ann_justification_{first}"
+    at.text_area(key=box).input("B is off by one").run()
+    assert label_of(ws, first, "ann")["status"] == "draft"
+    at.button(key="annotate_skip").click().run()
+    assert shown_pair(at) == second
+    at.button(key="annotate_back").click().run()
+    assert at.text_area(key=box).value == "B is off by one"
+    assert page_script_data(at)["draft_box"] == f".st-key-{box}"
+
+    at.button(key="annotate_overall_4").click().run()
+    at.button(key="annotate_submit").click().run()
+    with Store.open(ws) as store:
+        mine = [
+            (a["status"], a["justification"])
+            for a in store.annotations_for(first, include_drafts=True)
+            if a["annotator"] == "ann"
+        ]
+    assert mine == [("submitted", "B is off by one")]
+
+
 def test_a_draft_survives_a_page_reload(ws: Workspace, queue_of_three: list[int]) -> None:
     """Every change is saved as a draft; a fresh session (a reload) shows the form as it was."""
     first = queue_of_three[0]
     at = session("ann")
     at.button(key="annotate_overall_1").click().run()
-    at.button_group(key=f"ann_harmless_{first}").set_value(0).run()
+    at.button(key="annotate_harmless_3").click().run()
     at.text_area(key=f"ann_justification_{first}").input("half-way thoughts").run()
     draft = label_of(ws, first, "ann")
     assert draft["status"] == "draft" and draft["overall"] == -2
@@ -329,7 +492,7 @@ def test_a_draft_survives_a_page_reload(ws: Workspace, queue_of_three: list[int]
     no_errors(reloaded)
     assert shown_pair(reloaded) == first
     assert reloaded.button(key="annotate_overall_1").proto.type == "primary"
-    assert reloaded.button_group(key=f"ann_harmless_{first}").value == 0
+    assert reloaded.button(key="annotate_harmless_3").proto.type == "primary"
     assert reloaded.text_area(key=f"ann_justification_{first}").value == "half-way thoughts"
     assert reloaded.get("progress")[0].proto.text == "0 of 3 done"
 

@@ -115,7 +115,8 @@ def test_the_runs_table_lists_every_run_and_the_filters_narrow_it(ws):
     table = frame_with(at, "kind", "dataset", "mixture")
     assert list(table["name"]) == ["dpo prefs", "sft chat", "rm lr=5e-05", "rm lr=1e-05"]
     assert list(table["mixture"]) == ["", "chat@1", "", ""]
-    assert table["eval rewardbench:demo-eval.overall"].tolist()[2:] == [0.75, 0.70]
+    assert table["eval rewardbench:demo-eval.overall"].tolist() == ["", "", "0.75", "0.7"]
+    assert list(table["job"]) == ["", "", "2", "1"]  # blank, never "None", where a run has none
     at.selectbox(key="compare_kind").set_value("reward").run()
     no_errors(at)
     assert list(frame_with(at, "kind")["kind"]) == ["reward", "reward"]
@@ -138,9 +139,9 @@ def test_two_reward_runs_side_by_side_settings_scores_curves_and_categories(ws):
     assert list(settings["setting"]) == ["learning_rate"]
     assert list(settings.iloc[0])[1:] == ["5e-05", "1e-05"]
     scores = frame_with(at, "metric").set_index("metric")
-    assert scores.loc["eval.rewardbench:demo-eval.overall"].tolist() == [0.75, 0.70]
-    assert scores.loc["eval.rewardbench:demo-eval.categories.safety"].tolist() == [0.7, 0.5]
-    assert scores.loc["train.train_loss"].tolist() == [0.3, 0.6]
+    assert scores.loc["eval.rewardbench:demo-eval.overall"].tolist() == ["0.75", "0.7"]
+    assert scores.loc["eval.rewardbench:demo-eval.categories.safety"].tolist() == ["0.7", "0.5"]
+    assert scores.loc["train.train_loss"].tolist() == ["0.3", "0.6"]
 
     curves = chart(at, "compare_curves")
     assert {t["name"] for t in curves["data"]} == {"#2 rm lr=5e-05", "#1 rm lr=1e-05"}
@@ -158,14 +159,63 @@ def test_two_reward_runs_side_by_side_settings_scores_curves_and_categories(ws):
     }
 
 
+def test_numbers_logged_once_are_final_values_per_run_not_curves(ws):
+    """A trainer's end-of-run summaries (``train_runtime``) are a table, one column per run; a
+    number one run lacks is blank."""
+    with Store.open(ws) as store:
+        jobs.add_metrics(store, 1, 3, {"train_runtime": 12.3456, "total_flos": 2e9})
+        jobs.add_metrics(store, 2, 3, {"train_runtime": 9.87654})
+    at = compare_page()
+    at.selectbox(key="compare_kind").set_value("reward").run()
+    no_errors(at)
+    assert at.multiselect(key="compare_curve_metrics").options == ["loss", "learning_rate"]
+    [summaries] = [
+        d.value for d in at.dataframe if "train_runtime" in set(d.value.get("metric", []))
+    ]
+    assert summaries.to_dict("list") == {
+        "metric": ["train_runtime", "total_flos"],
+        "#2 rm lr=5e-05": ["9.877", ""],
+        "#1 rm lr=1e-05": ["12.35", "2e+09"],
+    }
+
+
 def test_generative_runs_without_categories_say_so(ws):
     at = compare_page()
     at.multiselect(key="compare_chosen").set_value([4, 3]).run()
     no_errors(at)
     scores = frame_with(at, "metric").set_index("metric")
-    assert scores.loc["eval.gsm8k.accuracy"].isna().tolist() == [True, False]
-    assert any("None of these runs has per-category scores" in c.value for c in at.caption)
+    assert scores.loc["eval.gsm8k.accuracy"].tolist() == ["", "0.1"]  # the DPO run has none
+    assert scores.loc["eval.refusal_rate"].tolist() == ["0.2", ""]
+    [said] = [c.value for c in at.caption if "per-category scores" in c.value]
+    assert said.startswith("None of these runs has per-category scores.")
+    assert "SFT and DPO runs have none" in said and "reward model" not in said
     assert any("logged no metrics" in c.value for c in at.caption)
+
+
+def test_reward_runs_without_categories_say_how_to_get_them(ws):
+    """Two reward models not scored on a categorised eval set: the page says so, and that
+    launching with ``eval_set`` gives them per-category scores."""
+    with Store.open(ws) as store:
+        bare = [
+            record_run(store, kind="reward", name=f"rm {i}", evaluation={"accuracy": 0.6})
+            for i in (1, 2)
+        ]
+    at = compare_page()
+    at.multiselect(key="compare_chosen").set_value(bare).run()
+    no_errors(at)
+    [said] = [c.value for c in at.caption if "per-category scores" in c.value]
+    assert said.startswith("None of these runs has per-category scores.")
+    assert "evaluated on a categorised eval set" in said and "these were not" in said
+    assert "`eval_set`" in said and "demo-eval" in said
+    assert "SFT and DPO" not in said
+    assert not [c for c in at.get("plotly_chart") if "compare_categories" in (c.proto.id or "")]
+    # beside a run that has them: the bars, and a word on the one left out
+    at.multiselect(key="compare_chosen").set_value([bare[0], 2]).run()
+    no_errors(at)
+    assert chart(at, "compare_categories")
+    [said] = [c.value for c in at.caption if "per-category scores" in c.value]
+    assert said.startswith(f"Without per-category scores: #{bare[0]} rm 1.")
+    assert "this one was not" in said
 
 
 def test_two_models_answer_the_same_prompts_side_by_side(ws):

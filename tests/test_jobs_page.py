@@ -7,6 +7,8 @@ a background worker, so a queued job stays queued while a test looks at it.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import shutil
 import signal
@@ -105,6 +107,113 @@ def test_a_finished_job_shows_its_metrics_log_and_result(ws):
     log = "\n".join(c.value for c in at.code)
     assert "step 3" in log and "succeeded" in log
     assert at.button(key="jobs_retry") and not [b for b in at.button if b.key == "jobs_cancel"]
+
+
+# What a transformers Trainer logs through the job callback: a curve per logging step, eval
+# numbers per eval, and at the end one line of run summaries (and the epoch again).
+TRAINER_LOGS = {
+    1: {"grad_norm": 1.5, "learning_rate": 5e-5, "epoch": 0.33},
+    2: {"grad_norm": 1.2, "learning_rate": 3e-5, "epoch": 0.67, "eval_loss": 0.6,
+        "eval_accuracy": 0.6, "eval_runtime": 0.5, "eval_samples_per_second": 80.0},
+    3: {"grad_norm": 0.9, "learning_rate": 1e-5, "epoch": 1.0, "eval_loss": 0.5,
+        "eval_accuracy": 0.7, "eval_runtime": 0.4, "eval_samples_per_second": 100.0},
+}  # fmt: skip
+SUMMARIES = {"train_runtime": 12.3456, "train_samples_per_second": 31.4159,
+             "train_steps_per_second": 2.5, "total_flos": 123456789.0, "train_loss": 0.61234}  # fmt: skip
+
+
+def figure(at: AppTest, key: str) -> dict:
+    [found] = [c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id]
+    return json.loads(found.proto.spec)
+
+
+def panels_px(fig: dict) -> list[tuple[float, float]]:
+    """Each facet row's (bottom, top) in pixels from the plot area's bottom, top row first."""
+    layout = fig["layout"]
+    plot_px = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    domains = {tuple(v["domain"]) for k, v in layout.items() if k.startswith("yaxis")}
+    return sorted(((lo * plot_px, hi * plot_px) for lo, hi in domains), reverse=True)
+
+
+def test_metric_panels_are_readable_and_summaries_are_a_table(ws):
+    """Panels keep their height and gaps in pixels however many rows there are; a metric logged
+    at one step only is a final value in a table, not a one-point chart; the loss and eval curves
+    are shown at first, the rest on request."""
+    with Store.open(ws) as store:
+        for step, values in TRAINER_LOGS.items():
+            jobs.add_metrics(store, 1, step, values)
+        jobs.add_metrics(store, 1, 3, SUMMARIES | {"epoch": 1.0})
+    at = jobs_page(job=1)
+    picker = at.multiselect(key="jobs_metrics_1_shown")
+    assert picker.options == ["loss", "grad_norm", "learning_rate", "epoch", "eval_loss",
+                              "eval_accuracy", "eval_runtime", "eval_samples_per_second"]  # fmt: skip
+    assert picker.value == ["loss", "eval_loss", "eval_accuracy"]
+    summaries = next(d.value for d in at.dataframe if "metric" in d.value.columns)
+    assert summaries.to_dict("list") == {
+        "metric": list(SUMMARIES),
+        "value": ["12.35", "31.42", "2.5", "1.235e+08", "0.6123"],
+        "step": [3] * 5,
+    }
+    assert len(panels_px(figure(at, "jobs_metrics_1"))) == 2
+
+    picker.set_value(picker.options).run()  # all eight: four rows of two
+    no_errors(at)
+    fig = figure(at, "jobs_metrics_1")
+    assert {a["text"] for a in fig["layout"]["annotations"]} == set(picker.options)
+    rows = panels_px(fig)
+    assert len(rows) == 4
+    assert all(top - bottom == pytest.approx(220, abs=1) for bottom, top in rows)
+    gaps = [upper[0] - lower[1] for upper, lower in itertools.pairwise(rows)]
+    assert gaps == pytest.approx([70] * 3, abs=1)
+
+
+def test_the_selector_and_the_header_agree_when_a_job_finishes(ws):
+    """The selector names a job by what never changes (no status, which the browser may show
+    stale while the page polls); the header and the table say the status as it stands."""
+    with Store.open(ws) as store:
+        job_id = jobs.enqueue(store, "steps", {"steps": 1, "name": "tiny"})
+    at = jobs_page()
+    options = at.selectbox(key="jobs_selected").options
+    assert options == ["#3 · steps · tiny", "#2 · crasher", "#1 · steps"]
+    assert "Job 3: steps, queued" in texts(at)
+    with Store.open(ws) as store:
+        assert jobs.claim_next(store, "w1").id == job_id
+        assert jobs.finish(store, job_id, "succeeded", result={})
+    at.run()
+    no_errors(at)
+    assert "Job 3: steps, succeeded" in texts(at)
+    assert at.selectbox(key="jobs_selected").value == job_id
+    assert at.selectbox(key="jobs_selected").options == options
+    table = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert table.loc[table["id"] == job_id, "status"].item() == "succeeded"
+
+
+# A reward model's log as transformers writes it: a bold title (with its ESC byte), a load report
+# whose head is MISSING (in red), and a colour code whose ESC byte a log shipper dropped.
+REWARD_LOG = (
+    "\x1b[1mLlamaForSequenceClassification LOAD REPORT\x1b[0m from: tiny\n"
+    "Key          | Status  | \n"
+    "-------------+---------+-\n"
+    "score.weight | \x1b[31mMISSING\x1b[0m | \n\n"
+    "Notes:\n- \x1b[31mMISSING:\x1b[0m\t\x1b[3mthose params were newly initialized\x1b[0m\n"
+    "[1m{'loss': 0.69}[0m\n"
+)
+
+
+def test_the_log_has_no_colour_codes_and_explains_a_missing_reward_head(ws):
+    with Store.open(ws) as store:
+        job = jobs.get_job(store, 1)
+    with open(job.log_path, "a") as handle:
+        handle.write(REWARD_LOG)
+    at = jobs_page(job=1)
+    log = "\n".join(c.value for c in at.code if "step 3" in c.value)
+    assert "\x1b" not in log and "[0m" not in log and "[1m" not in log and "[31m" not in log
+    assert "LlamaForSequenceClassification LOAD REPORT from: tiny" in log
+    assert "score.weight | MISSING |" in log and "{'loss': 0.69}" in log
+    assert any("starts untrained" in c.value and "expected" in c.value.lower() for c in at.caption)
+    at.selectbox(key="jobs_selected").set_value(2).run()  # a log without a load report
+    no_errors(at)
+    assert not any("starts untrained" in c.value for c in at.caption)
 
 
 def test_a_failed_job_shows_its_error(ws):

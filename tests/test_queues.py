@@ -191,13 +191,60 @@ def test_skipped_items_come_back_only_when_nothing_is_pending(store):
     ids = _dataset(store, 3)
     (ana,) = _team(store, "ana")
     queues.assign(store, "prefs", ["ana"])
-    assert queues.skip(store, ana, ids[0]).instance_id == ids[1]
+    assert queues.skip(store, ana, ids[0]).following.instance_id == ids[1]
     assert queues.next_item(store, ana).instance_id == ids[1]
     assert queues.submit(store, ana, ids[1], _label()).instance_id == ids[2]
     back = queues.submit(store, ana, ids[2], _label())
     assert (back.instance_id, back.status) == (ids[0], "skipped")
     assert queues.submit(store, ana, ids[0], _label()) is None
     assert queues.progress(store, ana) == (3, 3)
+
+
+def test_skip_changes_only_a_pending_item_and_says_whether_it_did(store):
+    """Skip puts a pending item aside; on a done or already-skipped item it only moves on."""
+    ids = _dataset(store, 3)
+    (ana,) = _team(store, "ana")
+    queues.assign(store, "prefs", ["ana"])
+    queues.submit(store, ana, ids[0], _label())
+    first = queues.skip(store, ana, ids[0])
+    assert (first.put_aside, first.status, first.following.instance_id) == (False, "done", ids[1])
+    second = queues.skip(store, ana, ids[1])
+    assert (second.put_aside, second.status, second.following.instance_id) == (
+        True, "skipped", ids[2]
+    )  # fmt: skip
+    again = queues.skip(store, ana, ids[1])
+    assert (again.put_aside, again.status, again.following.instance_id) == (
+        False, "skipped", ids[2]
+    )  # fmt: skip
+    assert [i.status for i in queues.queue(store, ana)] == ["done", "skipped", "pending"]
+
+
+def test_back_and_a_jump_change_no_status(store):
+    """Going back reads the previous item whatever its status, and changes nothing."""
+    ids = _dataset(store, 3)
+    (ana,) = _team(store, "ana")
+    queues.assign(store, "prefs", ["ana"])
+    queues.skip(store, ana, ids[0])
+    queues.submit(store, ana, ids[1], _label())
+    assert queues.previous_item(store, ana, ids[2]).status == "done"
+    assert queues.previous_item(store, ana, ids[1]).status == "skipped"
+    assert [i.status for i in queues.queue(store, ana)] == ["skipped", "done", "pending"]
+
+
+def test_items_by_status_lists_a_persons_items_with_their_prompts(store):
+    ids = _dataset(store, 4)
+    ana, bo = _team(store, "ana", "bo")
+    queues.assign(store, "prefs", ["ana"], instance_ids=ids[:3])
+    queues.assign(store, "prefs", ["bo"], instance_ids=ids[3:])
+    queues.submit(store, ana, ids[1], _label())
+    queues.skip(store, ana, ids[2])
+    assert queues.status_counts(store, ana) == {"pending": 1, "done": 1, "skipped": 1}
+    assert queues.status_counts(store, bo) == {"pending": 1, "done": 0, "skipped": 0}
+    done = queues.items_by_status(store, ana, "done", prompt_chars=6)
+    assert [(item.instance_id, prompt) for item, prompt in done] == [(ids[1], "prompt")]
+    assert [i.instance_id for i, _ in queues.items_by_status(store, ana, "pending")] == [ids[0]]
+    with pytest.raises(CuratorError, match="not one of"):
+        queues.items_by_status(store, ana, "draft")
 
 
 def test_next_item_after_a_position_wraps_to_the_start(store):

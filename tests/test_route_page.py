@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from app.state import _USER_KEY
 from curation.demo import build_demo
 from curation.records import Instance
-from curation.store import Store
+from curation.store import InstanceFilter, Store
 from curation.users import add_user
 from curation.workspace import Workspace
 from routing.features import FeatureConfig, FeatureMatrix, compute_features
@@ -272,7 +272,17 @@ def test_features_are_computed_from_the_page_and_errors_are_shown(ws):
         f"tiny: {len(matrix.names)} binary features over 6 pairs" in s.value for s in at.success
     )
     assert any(f"{len(matrix.names)} binary features over 6 pairs" in m.value for m in at.markdown)
-    # no labels on these pairs: the sweep refuses, and the page says why
-    at.button(key="route_run_sweep").click().run()
+    # no labels on these pairs: the sweep cannot start, and the page says why before any wait
+    assert at.button(key="route_run_sweep").disabled
+    assert any("A sweep cannot run yet" in w.value and "no instance" in w.value for w in at.warning)
+
+
+def test_features_for_a_large_dataset_default_to_the_background_with_an_estimate(ws):
+    """Thousands of pairs take minutes: the page says how long, and offers the background
+    (a job the Jobs page follows) by default."""
+    at = route_page()
     no_errors(at)
-    assert at.error and not at.success
+    with Store.open(ws) as store:
+        n = store.count_instances(InstanceFilter(dataset=at.selectbox(key="route_dataset").value))
+    assert any(f"{n:,} pairs: about" in c.value for c in at.caption)
+    assert at.checkbox(key="route_features_background").value is (n / 17.5 / 60 > 2)

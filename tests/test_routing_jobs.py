@@ -14,8 +14,8 @@ from app.cli import cli
 from curation.demo import build_demo
 from curation.store import Store
 from curation.workspace import Workspace
-from routing.features import FeatureConfig, compute_features
-from routing.sweeps import sweep_info
+from routing.features import FeatureConfig, FeatureMatrix, compute_features
+from routing.sweeps import sweep_blocker, sweep_info
 from training import jobs
 from training.kinds import JobCancelled, JobContext
 from training.routing_jobs import run_sweep_job
@@ -85,6 +85,46 @@ def test_a_cancelled_sweep_stops_between_runs_and_a_retry_continues_it(ws):
         assert retried.result["ppm_id"] is not None  # six runs: the predictor is fitted
         names = {m["name"] for m in jobs.job_metrics(store, retry_id)}
     assert names == {"ppm_r2", "ppm_spearman"}
+
+
+def test_features_cli_in_the_background_computes_them_in_a_worker(ws):
+    with Store.open(ws) as store:
+        store.conn.execute("DELETE FROM features")  # as if never computed
+        store.conn.commit()
+    result = CliRunner().invoke(
+        cli,
+        ["features", "demo-prefs", "--tagger", "none", "--no-domain", "--background", "--json",
+         "--workspace", str(ws.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(result.output)["job_id"]
+    with Store.open(ws) as store:
+        spec = jobs.get_job(store, job_id).spec
+    assert (spec["dataset"], spec["config"]["tagger"], spec["config"]["domain"]) == (
+        "demo-prefs",
+        "none",
+        False,
+    )
+    Worker(ws, WorkerConfig(once=True)).run()
+    with Store.open(ws) as store:
+        job = jobs.get_job(store, job_id)
+        assert job.status == "succeeded", (job.error or "") + jobs.log_tail(job)
+        assert job.result["instances"] == 60
+        matrix = FeatureMatrix.load(store, "demo-prefs")
+    assert matrix.matrix.shape[0] == 60 and not any(n.startswith("domain") for n in matrix.names)
+
+
+def test_a_sweep_is_refused_before_it_starts_where_the_data_cannot_support_one(ws):
+    with Store.open(ws) as store:
+        assert sweep_blocker(store, "demo-prefs") is None
+        store.conn.execute(
+            "DELETE FROM annotations WHERE annotator_kind = 'lm' AND instance_id IN "
+            "(SELECT id FROM instances ORDER BY id LIMIT 30)"
+        )
+        store.conn.commit()
+        store.refresh_dataset_summary("demo-prefs")
+        reason = sweep_blocker(store, "demo-prefs")
+    assert reason is not None and "a sweep needs at least 50" in reason
 
 
 def test_judge_cli_in_the_background_labels_pairs_in_a_worker(ws, tiny_model):

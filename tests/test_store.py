@@ -274,3 +274,21 @@ def test_concurrent_writers_from_processes_lose_nothing(workspace):
     with Store.open(workspace) as s:
         assert s.stats()["instances"] == 160
         assert s.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        InstanceFilter(),
+        InstanceFilter(domains=["math", "code"], human_verdict=-1, agreement=False),
+        InstanceFilter(lm_verdict=0, has_human=True, has_lm=False, empty_response=True),
+        InstanceFilter(sources=["a b"], subsets=["x"], search="prime numbers"),
+    ],
+)
+def test_a_filters_text_form_reads_back_to_the_same_filter(flt):
+    assert InstanceFilter.parse(flt.to_text()) == flt
+
+
+def test_a_filter_value_the_text_form_cannot_hold_is_refused():
+    with pytest.raises(CuratorError, match="cannot"):
+        InstanceFilter(domains=["a,b"]).to_text()

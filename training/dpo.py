@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curation.errors import CuratorError
+from training import trainer_base as base
 from training.config import TrainConfig
-from training.data import LABELS_HELP, parse_labels
-from training.sft import EVAL_SETS_HELP, validate_eval_sets
+from training.data import LABELS_HELP, ChatExample, load_training_data, parse_labels
+from training.evaluate import check_suites
+from training.sft import (
+    EVAL_SETS_HELP,
+    evaluate_generative_model,
+    load_causal_lm,
+    validate_eval_sets,
+)
 
 # TRL 1.16's DPO losses (trl/trainer/dpo_config.py, ``loss_type``).
 LOSS_TYPES = (
@@ -126,11 +133,9 @@ def preference_dataset(tokenizer: Any, pairs: list, max_length: int) -> Any:
     """Pairs in TRL's conversational preference form, prompts shortened to leave room."""
     from datasets import Dataset
 
-    from training.trainer_base import fit_prompt
-
     rows = [
         {
-            "prompt": fit_prompt(
+            "prompt": base.fit_prompt(
                 tokenizer, p.messages, max(p.chosen, p.rejected, key=len), max_length
             ),
             "chosen": [{"role": "assistant", "content": p.chosen}],
@@ -147,11 +152,6 @@ def train_dpo(ctx: Any, config: DPOTrainConfig) -> dict[str, Any]:
     Evaluation: TRL's DPO metrics on the held-out pairs (implicit reward accuracy and margin
     against the reference), the held-out loss of the chosen replies, and any eval suites.
     """
-    from training import trainer_base as base
-    from training.data import ChatExample, load_training_data
-    from training.evaluate import check_suites
-    from training.sft import evaluate_generative_model, load_causal_lm
-
     config = config.validate()
     ctx.progress(0.0, "loading data")
     data = load_training_data(ctx.store, config, "pairs")
@@ -180,26 +180,24 @@ def train_dpo(ctx: Any, config: DPOTrainConfig) -> dict[str, Any]:
         peft_config=base.lora_config(config, "CAUSAL_LM"),
         callbacks=[callback],
     )
-    metrics = base.fit(trainer, ctx, callback)
-    evaluation: dict[str, Any] = {}
     held_out = data.held_out[: config.eval_limit]
-    if held_out:
+
+    def held_out_pairs() -> dict[str, Any]:
+        """TRL's DPO metrics against the reference, which only the trainer still has."""
+        if not held_out:
+            return {}
         ctx.progress(0.86, f"DPO metrics on {len(held_out)} held-out pairs")
         held = trainer.evaluate(
             preference_dataset(tokenizer, held_out, config.max_length),
             metric_key_prefix="eval",
         )
-        evaluation["held_out_pairs"] = {
-            k.removeprefix("eval_"): v for k, v in held.items() if isinstance(v, int | float)
+        return {
+            "held_out_pairs": {
+                k.removeprefix("eval_"): v for k, v in held.items() if isinstance(v, int | float)
+            }
         }
-        for key in ("rewards/accuracies", "rewards/margins", "loss"):
-            if key in evaluation["held_out_pairs"]:
-                metrics[f"eval_{key}"] = evaluation["held_out_pairs"][key]
-    ctx.progress(0.87, "saving the model")
-    model_dir = ctx.run_dir / base.MODEL_DIR
-    trained = base.save_model(trainer, tokenizer, model_dir)
+
     chosen = [ChatExample((*p.prompt, ("assistant", p.chosen)), p.instance_id) for p in held_out]
-    evaluation |= evaluate_generative_model(ctx, config, trained, tokenizer, chosen)
     notes = [f"DPO loss {config.loss_type}, beta {config.beta}."]
     if config.preset == "tulu3":
         notes.append(
@@ -209,17 +207,22 @@ def train_dpo(ctx: Any, config: DPOTrainConfig) -> dict[str, Any]:
         )
     if config.lora:
         notes.append(f"LoRA r={config.lora_r} on all linear layers, merged into these weights.")
-    return base.finish_run(
-        ctx,
-        config,
+    end = base.RunEnd(
         kind="dpo",
         base_model=base_name,
-        model_dir=model_dir,
         data_stats=data.stats,
-        metrics=metrics,
-        evaluation=evaluation,
         notes=notes,
+        saving_at=0.87,
+        evaluate_trainer=held_out_pairs,
+        evaluate_model=lambda trained: evaluate_generative_model(
+            ctx, config, trained, tokenizer, chosen
+        ),
+        headline={
+            f"eval_{key}": ("held_out_pairs", key)
+            for key in ("rewards/accuracies", "rewards/margins", "loss")
+        },
     )
+    return base.train_and_record(ctx, config, trainer, tokenizer, callback, end)
 
 
 def run_job(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,11 @@ from curation.errors import CuratorError
 from curation.evalsets import EvalSet, rewardbench_score
 from curation.store import Store
 from curation.workspace import Workspace
-from training.data import ChatExample, PreferencePair, read_jsonl
+from training.data import ChatExample, PreferencePair, load_training_data, read_jsonl
+from training.inference import map_by_length
+from training.reward_scorer import RewardScorer
 from training.runs import get_run, set_evaluation
-from training.trainer_base import chat_ids, keep_end
+from training.trainer_base import chat_ids, keep_end, load_pretrained
 
 GENERATIVE_SUITES = ("xstest", "safety", "gsm8k", "ifeval", "heldout")
 SAMPLES_KEPT = 5  # generations kept per suite in the stored evaluation, to read what happened
@@ -61,9 +64,7 @@ def pair_accuracy(scorer: Any, pairs: Sequence[PreferencePair]) -> dict[str, Any
     }
 
 
-def _scorer(model: Any, batch_size: int, max_length: int | None) -> Any:
-    from training.reward import RewardScorer
-
+def _scorer(model: Any, batch_size: int, max_length: int | None) -> RewardScorer:
     if isinstance(model, RewardScorer):
         return model
     return RewardScorer.load(model, max_length=max_length, batch_size=batch_size)
@@ -496,8 +497,6 @@ class Generator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from training.trainer_base import load_pretrained
-
         tokenizer = load_pretrained(AutoTokenizer, str(model_dir), "model's tokenizer")
         model = load_pretrained(
             AutoModelForCausalLM, str(model_dir), "generative model", dtype=torch.float32
@@ -535,34 +534,26 @@ class Generator:
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
-        outputs: list[str] = [""] * len(encoded)
         side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
         try:  # left padding: generation continues from the right end of every row
-            self._generate(encoded, order, outputs, settings, progress)
+            return self._generate(encoded, settings, progress)
         finally:
             self.tokenizer.padding_side = side
-        return outputs
 
-    def _generate(self, encoded, order, outputs, settings, progress) -> None:
-        """Fill ``outputs`` a batch at a time, shortest prompts first (least padding)."""
+    def _generate(self, encoded, settings, progress) -> list[str]:
+        """Completions a batch at a time, shortest prompts first (least padding)."""
         import torch
 
         device = next(self.model.parameters()).device
+
+        def complete(prompts: list[list[int]]) -> list[str]:
+            batch = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(device)
+            generated = self.model.generate(**batch, generation_config=settings)
+            new = generated[:, batch["input_ids"].shape[1] :]
+            return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                batch = self.tokenizer.pad(
-                    {"input_ids": [encoded[i] for i in index]}, return_tensors="pt"
-                ).to(device)
-                generated = self.model.generate(**batch, generation_config=settings)
-                new = generated[:, batch["input_ids"].shape[1] :]
-                for i, text in zip(
-                    index, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True
-                ):
-                    outputs[i] = text.strip()
-                if progress:
-                    progress(min(start + self.batch_size, len(order)), len(order))
+            return map_by_length(encoded, self.batch_size, complete, progress=progress)
 
 
 def heldout_loss(
@@ -764,10 +755,6 @@ def run_suites(
 
 def _run_heldout(store: Store, run: Any) -> list[ChatExample]:
     """A run's held-out examples, rebuilt from its recorded config (same data, seed, split)."""
-    from types import SimpleNamespace
-
-    from training.data import load_training_data
-
     spec = {k: run.config.get(k) for k in ("dataset", "mixture", "judge")}
     spec |= {
         "labels": run.config.get("labels") or "best",

@@ -6,21 +6,26 @@ checkpoint to resume from, and a result or an error. Metrics stream into ``job_m
 all of it lives in SQLite, any page or command re-attaches to a job after a refresh or a restart.
 
 Every state change is one short write transaction; :func:`claim_next` runs inside ``BEGIN
-IMMEDIATE``, so two workers never claim the same job. Who runs a job (a local process, a Ray
-cluster) is :mod:`training.worker` and :mod:`training.ray_worker`; what a kind does is
-:mod:`training.kinds`.
+IMMEDIATE``, so two workers never claim the same job. The queue also holds the registry of kinds
+(name -> the function that runs it), so it refuses a kind no worker could run. Who runs a job (a
+local process, a Ray cluster) is :mod:`training.worker` and :mod:`training.ray_worker`; what a
+running job sees is :mod:`training.kinds`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from curation.errors import CuratorError
 from curation.store import Store
+from training.config import TRAINER_KINDS, config_class
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -75,6 +80,56 @@ class Job:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+# ---- kinds --------------------------------------------------------------------------------------
+
+PLUGINS_ENV = "CURATOR_JOB_PLUGINS"
+# A kind's function: (a training.kinds.JobContext, the job's spec) -> the job's result.
+JobFn = Callable[[Any, dict[str, Any]], dict[str, Any]]
+_KINDS: dict[str, JobFn | str] = {
+    # "module:function", imported when first run, so listing kinds loads no ML stack
+    "reward": "training.reward:run_job",
+    "sft": "training.sft:run_job",
+    "dpo": "training.dpo:run_job",
+    "features": "training.routing_jobs:run_features_job",
+    "sweep": "training.routing_jobs:run_sweep_job",
+    "judge": "training.routing_jobs:run_judge_job",
+    "mix": "curation.mixtures:run_build_job",
+}
+_plugins_loaded: set[str] = set()
+
+
+def register_kind(name: str, fn: JobFn | str) -> None:
+    _KINDS[name] = fn
+
+
+def load_plugins() -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        if module in _plugins_loaded:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CuratorError(f"the job plugin {module!r} ({PLUGINS_ENV}) cannot be imported: "
+                               f"{exc}") from exc  # fmt: skip
+        _plugins_loaded.add(module)
+
+
+def kind_names() -> list[str]:
+    load_plugins()
+    return sorted(_KINDS)
+
+
+def job_kind(name: str) -> JobFn:
+    load_plugins()
+    target = _KINDS.get(name)
+    if target is None:
+        raise CuratorError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}")
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
+
+
 # ---- creating and reading ----------------------------------------------------------------------
 
 
@@ -88,8 +143,6 @@ def enqueue(
     checkpoint_path: str | None = None,
 ) -> int:
     """Add a job to the queue; the kind must be one a worker can run."""
-    from training.kinds import kind_names
-
     if kind not in kind_names():  # unknown kinds fail here, not later in a worker
         raise CuratorError(f"unknown job kind {kind!r}; known: {', '.join(kind_names())}")
     _check_trainer_settings(kind, spec)
@@ -114,8 +167,6 @@ def _check_trainer_settings(kind: str, spec: dict[str, Any]) -> None:
     """A trainer's spec names only its config's settings. Where a run writes is never a setting
     (always ``runs/job-ID``), so a spec that says ``output_dir`` is refused here, not in a worker.
     """
-    from training.config import TRAINER_KINDS, config_class
-
     if kind not in TRAINER_KINDS:
         return
     names = {f.name for f in dataclasses.fields(config_class(kind))} | {"retry_of"}

@@ -1,16 +1,18 @@
-"""What each kind of job does, and what a running job may tell the store.
+"""What a running job sees and may tell the store (:class:`JobContext`), and how it says it
+stopped on a cancel (:class:`JobCancelled`).
 
 A kind is a function ``run(ctx, spec) -> result`` registered under a name. The built-in kinds
-are the trainers (``reward``, ``sft``, ``dpo``), reward-model sweeps (``sweep``), LM judging
-(``judge``) and mixture builds (``mix``). Modules named in ``CURATOR_JOB_PLUGINS``
-(comma-separated, importable) may register more with :func:`register_kind`; the runner imports
-them before it looks a kind up, so a team's own job types run under the same queue, cancel and
-heartbeat rules.
+are the trainers (``reward``, ``sft``, ``dpo``), routing features (``features``), reward-model
+sweeps (``sweep``), LM judging (``judge``) and mixture builds (``mix``). Modules named in
+``CURATOR_JOB_PLUGINS`` (comma-separated, importable) may register more with
+:func:`register_kind`; the runner imports them before it looks a kind up, so a team's own job
+types run under the same queue, cancel and heartbeat rules. The registry itself lives with the
+queue (:mod:`training.jobs`), which refuses unknown kinds at enqueue time; it is re-exported
+here, where plugins and the runner find it.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable
@@ -18,13 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.errors import CuratorError
 from curation.store import Store
 from curation.workspace import Workspace
 from training import jobs
-from training.jobs import Job
+from training.jobs import PLUGINS_ENV, Job, job_kind, kind_names, load_plugins, register_kind
 
-PLUGINS_ENV = "CURATOR_JOB_PLUGINS"
+__all__ = [
+    "PLUGINS_ENV",
+    "JobCancelled",
+    "JobContext",
+    "JobFn",
+    "job_kind",
+    "kind_names",
+    "load_plugins",
+    "register_kind",
+]
 
 
 class JobCancelled(Exception):
@@ -93,45 +103,3 @@ class JobContext:
 
 
 JobFn = Callable[[JobContext, dict[str, Any]], dict[str, Any]]
-_KINDS: dict[str, JobFn | str] = {
-    # "module:function", imported when first run, so listing kinds loads no ML stack
-    "reward": "training.reward:run_job",
-    "sft": "training.sft:run_job",
-    "dpo": "training.dpo:run_job",
-    "sweep": "training.routing_jobs:run_sweep_job",
-    "judge": "training.routing_jobs:run_judge_job",
-    "mix": "curation.mixtures:run_build_job",
-}
-_plugins_loaded: set[str] = set()
-
-
-def register_kind(name: str, fn: JobFn | str) -> None:
-    _KINDS[name] = fn
-
-
-def load_plugins() -> None:
-    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
-        if module in _plugins_loaded:
-            continue
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise CuratorError(f"the job plugin {module!r} ({PLUGINS_ENV}) cannot be imported: "
-                               f"{exc}") from exc  # fmt: skip
-        _plugins_loaded.add(module)
-
-
-def kind_names() -> list[str]:
-    load_plugins()
-    return sorted(_KINDS)
-
-
-def job_kind(name: str) -> JobFn:
-    load_plugins()
-    target = _KINDS.get(name)
-    if target is None:
-        raise CuratorError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}")
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
-    return target

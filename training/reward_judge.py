@@ -20,7 +20,10 @@ from curation.errors import CuratorError
 from curation.records import Annotation
 from curation.store import Store
 from routing.judges import pairs_to_judge, verdict_from_probability
+from training.data import prompt_turns
+from training.reward_scorer import RewardScorer, sigmoid
 from training.runs import get_run
+from training.trainer_base import run_info
 
 BACKEND = "reward_model"
 
@@ -81,9 +84,6 @@ def label_with_reward_model(
     Writes one LM annotation per pair, a batch at a time (an interrupted run keeps what it
     finished). Returns counts like ``routing.judges.judge_dataset``.
     """
-    from training.reward import RewardScorer, sigmoid
-    from training.trainer_base import run_info
-
     judge = reward_judge(store, judge_name)
     model_dir = judge["model"]
     if not model_dir or not Path(model_dir).is_dir():
@@ -94,8 +94,6 @@ def label_with_reward_model(
     if progress:
         progress(0, len(todo))
     if todo:
-        from training.data import prompt_turns
-
         scorer = RewardScorer.load(model_dir, batch_size=batch_size)
         run_id = run_info(model_dir).get("run_id")
         for start in range(0, len(todo), batch_size):

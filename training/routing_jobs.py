@@ -1,4 +1,5 @@
-"""Routing work as background jobs: reward-model sweeps (``sweep``) and LM judging (``judge``).
+"""Routing work as background jobs: features (``features``), reward-model sweeps (``sweep``) and
+LM judging (``judge``).
 
 Both are long loops that already write as they go, so a job only adds progress, cancel between
 steps, and resume: a sweep's id is its checkpoint (a requeued sweep adds only the runs still
@@ -148,6 +149,29 @@ def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     cv = predictor.metrics["cv"]
     ctx.metrics(runs, ppm_r2=cv["r2"], ppm_spearman=cv["spearman"])
     return {"sweep_id": sweep_id, "runs": runs, "ppm_id": predictor.id, "cv": cv}
+
+
+def features_spec(dataset: str, config: Any) -> dict[str, Any]:
+    """The spec of a features job (``config`` is a :class:`routing.features.FeatureConfig`)."""
+    return {"dataset": dataset, "config": config.validate().to_dict()}
+
+
+def run_features_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
+    """Compute a dataset's routing features (they replace the earlier ones when done)."""
+    from routing.features import FeatureConfig, compute_features
+
+    dataset = spec.get("dataset")
+    if not dataset:
+        raise CuratorError("a features job needs a dataset")
+    config = FeatureConfig.from_dict(spec.get("config", {}))
+    ctx.store.dataset(dataset)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        ctx.progress(done / total if total else 1.0, f"{stage}: {done}/{total}")
+        if ctx.should_stop():
+            raise JobCancelled
+
+    return compute_features(ctx.store, dataset, config, progress=progress).to_dict()
 
 
 def run_judge_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:

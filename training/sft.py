@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curation.errors import CuratorError
+from training import trainer_base as base
 from training.config import TrainConfig
-from training.data import LABELS_HELP, parse_labels
+from training.data import LABELS_HELP, load_training_data, parse_labels
+from training.evaluate import Generator, check_suites, heldout_loss, parse_suite, run_suites
 
 EVAL_SETS_HELP = (
     "Suites scored on greedy generations at the end: xstest:<csv>, safety:<dataset>, "
@@ -58,8 +60,6 @@ class SFTTrainConfig(TrainConfig):
 
 
 def validate_eval_sets(eval_sets: tuple[str, ...]) -> None:
-    from training.evaluate import parse_suite
-
     for suite in eval_sets:
         if parse_suite(suite)[0] == "heldout":
             raise CuratorError("held-out loss is always measured; list only named eval suites")
@@ -69,11 +69,9 @@ def chat_dataset(tokenizer: Any, examples: list, max_length: int) -> Any:
     """Chat examples in TRL's conversational prompt-completion form."""
     from datasets import Dataset
 
-    from training.trainer_base import fit_prompt
-
     rows = [
         {
-            "prompt": fit_prompt(tokenizer, e.prompt, e.completion[0]["content"], max_length),
+            "prompt": base.fit_prompt(tokenizer, e.prompt, e.completion[0]["content"], max_length),
             "completion": e.completion,
         }
         for e in examples
@@ -84,8 +82,6 @@ def chat_dataset(tokenizer: Any, examples: list, max_length: int) -> Any:
 def load_causal_lm(config: TrainConfig, workspace: Any, precision: Any) -> tuple[Any, Any, str]:
     """(model, tokenizer, recorded base name) of an SFT or DPO run's base model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from training import trainer_base as base
 
     path, base_name = base.resolve_base_model("sft", config.base_model, workspace)
     tokenizer = base.load_pretrained(AutoTokenizer, path, "base model's tokenizer")
@@ -106,8 +102,6 @@ def evaluate_generative_model(
     ctx: Any, config: Any, model: Any, tokenizer: Any, held_out: list
 ) -> dict[str, Any]:
     """Held-out loss and the config's eval suites on a just-trained causal LM."""
-    from training.evaluate import Generator, heldout_loss, run_suites
-
     evaluation: dict[str, Any] = {}
     held_out = held_out[: config.eval_limit]  # the same first examples for every run on this data
     if held_out:
@@ -130,10 +124,6 @@ def evaluate_generative_model(
 
 def train_sft(ctx: Any, config: SFTTrainConfig) -> dict[str, Any]:
     """Fine-tune, evaluate, save and record an SFT model; returns the job result."""
-    from training import trainer_base as base
-    from training.data import load_training_data
-    from training.evaluate import check_suites
-
     config = config.validate()
     ctx.progress(0.0, "loading data")
     data = load_training_data(ctx.store, config, "chat")
@@ -154,27 +144,21 @@ def train_sft(ctx: Any, config: SFTTrainConfig) -> dict[str, Any]:
         peft_config=base.lora_config(config, "CAUSAL_LM"),
         callbacks=[callback],
     )
-    metrics = base.fit(trainer, ctx, callback)
-    ctx.progress(0.86, "saving the model")
-    model_dir = ctx.run_dir / base.MODEL_DIR
-    trained = base.save_model(trainer, tokenizer, model_dir)
-    evaluation = evaluate_generative_model(ctx, config, trained, tokenizer, data.held_out)
-    if "heldout" in evaluation:
-        metrics["eval_loss"] = evaluation["heldout"]["loss"]
     notes = ["Loss on the final assistant turn of each conversation (earlier turns are context)."]
     if config.lora:
         notes.append(f"LoRA r={config.lora_r} on all linear layers, merged into these weights.")
-    return base.finish_run(
-        ctx,
-        config,
+    end = base.RunEnd(
         kind="sft",
         base_model=base_name,
-        model_dir=model_dir,
         data_stats=data.stats,
-        metrics=metrics,
-        evaluation=evaluation,
         notes=notes,
+        saving_at=0.86,
+        evaluate_model=lambda trained: evaluate_generative_model(
+            ctx, config, trained, tokenizer, data.held_out
+        ),
+        headline={"eval_loss": ("heldout", "loss")},
     )
+    return base.train_and_record(ctx, config, trainer, tokenizer, callback, end)
 
 
 def run_job(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 arguments every trainer gets, the callback that reports to the job, resuming, saving the model
 with its card, and recording the run.
 
-Each trainer module (``reward``, ``sft``, ``dpo``) builds its TRL trainer and then goes through
-the same steps here: :func:`fit` (train, resuming from the job's checkpoint, stopping on cancel),
-:func:`save_model` (merged weights and tokenizer in ``<run dir>/model``) and :func:`finish_run`
+Each trainer module (``reward``, ``sft``, ``dpo``) builds its TRL trainer and hands it to
+:func:`train_and_record`, which ends every run the same way: :func:`fit` (train, resuming from
+the job's checkpoint, stopping on cancel), :func:`save_model` (merged weights and tokenizer in
+``<run dir>/model``), the trainer's own evaluation (a :class:`RunEnd`) and :func:`finish_run`
 (the ``runs`` row, the model card, the job's result). torch, transformers, TRL and PEFT are
 imported inside functions, so importing a config class stays cheap.
 """
@@ -23,8 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from curation.errors import CuratorError
 from curation.store import Store
 from curation.workspace import Workspace
+from routing.embeddings import DEFAULT_ENCODER, ENCODER_ALIASES, shipped_encoder
 from routing.judges import ROLE_NAMES
+from routing.models import DEFAULT_MODEL, is_default, resolve_model
 from training.config import TrainConfig
+from training.kinds import JobCancelled
 from training.runs import record_run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,9 +264,6 @@ def resolve_base_model(kind: str, base_model: str | None, workspace: Workspace) 
     embedded SmolLM2 (``smollm2``) is also a valid reward-model base; any HF id or folder is
     used as given.
     """
-    from routing.embeddings import DEFAULT_ENCODER, ENCODER_ALIASES, shipped_encoder
-    from routing.models import DEFAULT_MODEL, is_default, resolve_model
-
     name = (base_model or "").strip()
     if kind == "reward" and (not name or name.lower() in ENCODER_ALIASES):
         return str(shipped_encoder()), DEFAULT_ENCODER
@@ -391,8 +392,6 @@ def fit(trainer: Any, ctx: Context, callback: Any) -> dict[str, Any]:
     """Train, resuming from the job's checkpoint when it has one; returns the train metrics with
     ``global_step`` and ``resumed_from_step``. Raises JobCancelled after a requested stop (its
     checkpoint is saved first)."""
-    from training.kinds import JobCancelled
-
     resume = ctx.resume_from
     resumed_from = checkpoint_step(resume) if resume else None
     if resume and resumed_from is None:
@@ -551,6 +550,60 @@ def finish_run(
         "evaluation": evaluation,
         "data": data_stats,
     }
+
+
+@dataclass
+class RunEnd:
+    """What one trainer adds to the end every run shares (:func:`train_and_record`)."""
+
+    kind: str  # "reward", "sft" or "dpo"
+    base_model: str  # the recorded name of the base model
+    data_stats: dict[str, Any]
+    notes: list[str]  # lines for the model card
+    saving_at: float  # the progress fraction shown while the model is saved
+    # Scores that need the trainer as it is before saving (DPO's, against its reference model).
+    evaluate_trainer: Callable[[], dict[str, Any]] | None = None
+    # Scores of the saved (merged) model, given that model.
+    evaluate_model: Callable[[Any], dict[str, Any]] | None = None
+    # metric name -> (evaluation section, value): headline numbers copied into the run's metrics
+    headline: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def train_and_record(
+    ctx: Context,
+    config: TrainConfig,
+    trainer: Any,
+    tokenizer: Any,
+    callback: Any,
+    end: RunEnd,
+) -> dict[str, Any]:
+    """Train, evaluate, save and record a run; returns the job's result.
+
+    The order every trainer keeps: train (:func:`fit`), the trainer's own evaluation, saving the
+    model (:func:`save_model`), evaluating the saved model, then the run's row, card and result
+    (:func:`finish_run`) with the headline evaluation numbers among its metrics.
+    """
+    metrics = fit(trainer, ctx, callback)
+    evaluation = end.evaluate_trainer() if end.evaluate_trainer else {}
+    ctx.progress(end.saving_at, "saving the model")
+    model_dir = ctx.run_dir / MODEL_DIR
+    trained = save_model(trainer, tokenizer, model_dir)
+    if end.evaluate_model:
+        evaluation |= end.evaluate_model(trained)
+    for metric, (section, key) in end.headline.items():
+        if key in evaluation.get(section, {}):
+            metrics[metric] = evaluation[section][key]
+    return finish_run(
+        ctx,
+        config,
+        kind=end.kind,
+        base_model=end.base_model,
+        model_dir=model_dir,
+        data_stats=end.data_stats,
+        metrics=metrics,
+        evaluation=evaluation,
+        notes=end.notes,
+    )
 
 
 def run_info(model_dir: str | Path) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def _runs_frame(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         headline = {
-            f"eval {k}": v
+            f"eval {k}": widgets.number_text(v)
             for k, v in _numbers(run.evaluation).items()
             if ".categories." not in f".{k}" and ".subsets." not in f".{k}"
         }
@@ -99,12 +99,12 @@ def _runs_frame(runs: list[Run]) -> pd.DataFrame:
                 "dataset": run.dataset or "",
                 "mixture": run.mixture or "",
                 "base model": run.base_model or "",
-                "job": run.job_id,
+                "job": "" if run.job_id is None else str(run.job_id),
                 "created": run.created_at,
                 **headline,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("")  # an eval score one run lacks: blank, not None
 
 
 # ---- two or more runs -----------------------------------------------------------------------
@@ -134,7 +134,7 @@ def _side_by_side(runs: list[Run]) -> None:
         return
     table = pd.DataFrame({"metric": names})
     for label in labels:
-        table[label] = [numbers[label].get(n) for n in names]
+        table[label] = [widgets.number_text(numbers[label].get(n)) for n in names]
     st.markdown("**Scores and metrics**")
     st.dataframe(table, hide_index=True, key="compare_metrics")
 
@@ -151,12 +151,8 @@ def _loss_curves(store, runs: list[Run]) -> None:
     if not names:
         st.caption("These runs' jobs logged no metrics.")
         return
-    shown = st.multiselect(
-        "Metrics", names, default=[n for n in names if "loss" in n] or names[:1],
-        key="compare_curve_metrics",
-    )  # fmt: skip
     widgets.metric_curves(
-        [m for m in rows if m["name"] in shown], key="compare_curves", series="run"
+        rows, key="compare_curves", series="run", pick_key="compare_curve_metrics"
     )
 
 
@@ -167,9 +163,13 @@ def _category_bars(runs: list[Run]) -> None:
         for r in runs
         for eval_set, category, score in _categories(r.evaluation)
     ]
+    scored = {row["run"] for row in rows}
+    unscored = [r for r in runs if _label(r) not in scored]
     if not rows:
-        st.caption("None of these runs has per-category scores (a reward-model evaluation has).")
+        st.caption(_no_categories(unscored, none=True))
         return
+    if unscored:
+        st.caption(_no_categories(unscored, none=False))
     frame = pd.DataFrame(rows)
     sets = frame["eval set"].nunique()
     fig = px.bar(
@@ -178,6 +178,24 @@ def _category_bars(runs: list[Run]) -> None:
     )  # fmt: skip
     fig.update_layout(height=320 * sets + 60, margin={"t": 30})
     st.plotly_chart(fig, width="stretch", key="compare_categories")
+
+
+def _no_categories(runs: list[Run], *, none: bool) -> str:
+    """Why ``runs`` have no per-category scores, and what gives a reward model some."""
+    reward = [_label(r) for r in runs if r.kind == "reward"]
+    other = [_label(r) for r in runs if r.kind != "reward"]
+    said = ["None of these runs has per-category scores." if none else
+            f"Without per-category scores: {', '.join(reward + other)}."]  # fmt: skip
+    if reward:
+        said.append(
+            "A reward model gets them when it is evaluated on a categorised eval set, and "
+            + ("this one was" if len(reward) == 1 else "these were")
+            + " not: launch it again with **Eval set** (`eval_set`, under More settings) naming "
+            "one, e.g. demo-eval."
+        )
+    if other:
+        said.append("SFT and DPO runs have none: their evaluation scores each eval set as a whole.")
+    return " ".join(said)
 
 
 # ---- generations ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ IF_EXISTS = {
     "replace": "Replace its contents",
 }
 AUTO = "auto-detect"
+RESULT_FOR = "import_result_for"  # the file the kept result belongs to
 UNMAPPED = "(not mapped)"
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "pq", "gz"]
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:[\w.-]+)?")
@@ -57,32 +58,36 @@ def dataset_name_for(source: str) -> str:
     return stem.split(".", 1)[0] or "imported"
 
 
-def plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+def show_result_for(source: str) -> None:
+    """The last result, unless another file has been chosen since (its error is not this one's)."""
+    if "import_result" in st.session_state and st.session_state.get(RESULT_FOR) == source:
+        show_result(st.session_state["import_result"])
 
 
 def show_result(result: dict) -> None:
     if result["ok"] and "matched" in result["report"]:
         report = result["report"]
         st.success(
-            f"Matched {plural(report['matched'], 'pair')} of {report['dataset']!r} "
+            f"Matched {widgets.plural(report['matched'], 'pair')} of {report['dataset']!r} "
             f"({report['flipped']:,} with A and B swapped, their labels flipped): "
             f"{report['labels_added']:,} labels added, {report['labels_updated']:,} updated."
         )
         if report["unmatched_count"]:
-            st.warning(f"Skipped {plural(report['unmatched_count'], 'row')}.")
+            st.warning(f"Skipped {widgets.plural(report['unmatched_count'], 'row')}.")
             st.dataframe(pd.DataFrame(result["problems"]), hide_index=True)
     elif result["ok"]:
         report = result["report"]
         verb = {"new": "Imported", "append": "Appended", "replace": "Replaced the contents with"}
         st.success(
-            f"{verb[report['mode']]} {plural(report['instances'], 'instance')} and "
-            f"{plural(report['labels'], 'label')} into dataset {report['dataset']!r} "
+            f"{verb[report['mode']]} {widgets.plural(report['instances'], 'instance')} and "
+            f"{widgets.plural(report['labels'], 'label')} into dataset {report['dataset']!r} "
             f"(preset {report['preset']})."
         )
         notes = []
         if report["empty_responses"]:
-            notes.append(f"{plural(report['empty_responses'], 'pair')} with an empty response")
+            notes.append(
+                f"{widgets.plural(report['empty_responses'], 'pair')} with an empty response"
+            )
         if report["kept_in_metadata"]:
             notes.append("kept as metadata: " + ", ".join(report["kept_in_metadata"]))
         if report["ignored"]:
@@ -90,7 +95,7 @@ def show_result(result: dict) -> None:
         for note in notes:
             st.caption(note)
         if report["skipped_count"]:
-            st.warning(f"Skipped {plural(report['skipped_count'], 'bad row')}.")
+            st.warning(f"Skipped {widgets.plural(report['skipped_count'], 'bad row')}.")
             st.dataframe(pd.DataFrame(result["problems"]), hide_index=True)
         explore_page = state.page("explore.py")
         if explore_page:
@@ -101,8 +106,10 @@ def show_result(result: dict) -> None:
             st.dataframe(pd.DataFrame(result["problems"]), hide_index=True)
 
 
-def attempt(run) -> None:
-    """Run an import (or a labels import) and keep its result to show on every rerun."""
+def attempt(run, source: str) -> None:
+    """Run an import (or a labels import) and keep its result to show on every rerun, for as
+    long as the same file is chosen."""
+    st.session_state[RESULT_FOR] = source
     try:
         report, skipped = run()
     except ImportFailed as exc:
@@ -113,7 +120,7 @@ def attempt(run) -> None:
         more = f" (the first {len(exc.problems)} are listed)" if exc.truncated else ""
         st.session_state["import_result"] = {
             "ok": False,
-            "message": f"Import failed, nothing was written: {plural(total, 'problem')}{more}.",
+            "message": f"Import failed, nothing was written: {widgets.plural(total, 'problem')}{more}.",
             "problems": problem_rows(exc.problems),
         }
     except CuratorError as exc:
@@ -180,9 +187,8 @@ def labels_form(store: Store, source: str, columns: list[str], local: bool) -> N
             report = import_labels(store, source, options)
             return report.to_dict(), report.unmatched
 
-        attempt(run)
-    if "import_result" in st.session_state:
-        show_result(st.session_state["import_result"])
+        attempt(run, source)
+    show_result_for(source)
 
 
 def problem_rows(problems) -> list[dict]:
@@ -438,8 +444,7 @@ if st.button("Import", type="primary", key="import_go"):
         report = import_path(store, source, options, progress=progress)
         return report.to_dict(), report.skipped
 
-    attempt(run)
+    attempt(run, source)
     bar.empty()
 
-if "import_result" in st.session_state:
-    show_result(st.session_state["import_result"])
+show_result_for(source)

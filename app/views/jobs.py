@@ -9,6 +9,7 @@ a worker when there is queued work and none runs (:func:`training.worker.auto_wo
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import streamlit as st
@@ -31,6 +32,18 @@ PRIMARY = ("dataset", "mixture", "base_model", "name", "epochs", "max_steps", "l
            "batch_size", "max_length")  # fmt: skip
 _SELECTED = "jobs_selected"
 _SHOW_NEXT = "jobs_show_next"  # a job just queued, to select on the next run
+# Terminal colours in a log: CSI and OSC escapes, and SGR codes whose ESC byte was lost ("[1m").
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])"
+                   r"|\[(?:\d{1,3}(?:;\d{1,3})*)?m")  # fmt: skip
+# transformers' load report for a sequence-classification head it had to initialise, in its table
+# form ("score.weight | MISSING") and its older sentence ("newly initialized: ['score.weight']").
+_NEW_HEAD = re.compile(r"\b(?:score|classifier)\.[\w.]*(?:weight|bias)\b[\s|]*MISSING"
+                       r"|newly initialized: \[[^\]]*'(?:score|classifier)\.")  # fmt: skip
+UNTRAINED_HEAD = (
+    "Expected: the reward head reported MISSING in the log. A reward model puts a new head "
+    "(`score` or `classifier`) on its base model; the checkpoint has no weights for it, so "
+    "transformers reports it MISSING and the head starts untrained, for training to fit."
+)
 
 
 def main() -> None:
@@ -159,10 +172,11 @@ def _jobs_section(store, user: User, polling: bool) -> None:
         st.session_state[_SELECTED] = st.session_state.pop(_SHOW_NEXT)
     if st.session_state.get(_SELECTED) not in by_id:
         st.session_state[_SELECTED] = _default_job(listed)
+    # No status in the label: it changes while the page polls, and the browser may keep an
+    # option's old label, so the selector would contradict the header. The table shows it.
     job_id = st.selectbox(
-        "Job", list(by_id), key=_SELECTED,
-        format_func=lambda i: f"#{i} · {by_id[i].kind} · {by_id[i].status}",
-    )  # fmt: skip
+        "Job", list(by_id), key=_SELECTED, format_func=lambda i: _job_label(by_id[i])
+    )
     st.query_params["job"] = str(job_id)
     _job_detail(store, by_id[job_id], user)
 
@@ -183,6 +197,12 @@ def _jobs_frame(listed: list[Job]) -> pd.DataFrame:
             for j in listed
         ]
     )
+
+
+def _job_label(job: Job) -> str:
+    """A job as the selector names it: what never changes about it."""
+    name = job.spec.get("name") if isinstance(job.spec, dict) else None
+    return " · ".join([f"#{job.id}", TRAINERS.get(job.kind, job.kind), *([name] if name else [])])
 
 
 def _default_job(listed: list[Job]) -> int:
@@ -232,11 +252,18 @@ def _job_detail(store, job: Job, user: User) -> None:
     with st.expander("Settings"):
         st.code(json.dumps(job.spec, indent=2, sort_keys=True), language="json")
     st.markdown("**Log**")
-    tail = jobs.log_tail(job)
+    tail = plain_log(jobs.log_tail(job))
     if tail:
         st.code(tail, language=None)
+        if _NEW_HEAD.search(tail):
+            st.caption(UNTRAINED_HEAD)
     else:
         st.caption(f"No log yet ({job.log_path}).")
+
+
+def plain_log(text: str) -> str:
+    """A log as text to read: terminal colour and cursor codes removed."""
+    return _ANSI.sub("", text)
 
 
 def _cancel(store, job_id: int) -> None:

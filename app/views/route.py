@@ -17,6 +17,7 @@ import streamlit as st
 from app import state, widgets
 from curation.errors import CuratorError
 from curation.queues import assign_plan
+from curation.store import InstanceFilter
 from curation.users import list_users
 from routing.evaluation import PAIRED, EvaluateConfig, Proof, prove_predictor
 from routing.features import FeatureConfig, FeatureMatrix, compute_features
@@ -39,14 +40,25 @@ from routing.router import (
     route,
     save_plan,
 )
-from routing.sweeps import SCORERS, TARGETS, SweepConfig, list_sweeps, run_sweep
+from routing.sweeps import (
+    SCORERS,
+    TARGETS,
+    SweepConfig,
+    list_sweeps,
+    run_sweep,
+    sweep_blocker,
+)
 from routing.taggers import tag_status
-from training.routing_jobs import sweep_spec
+from training.routing_jobs import features_spec, sweep_spec
 
 CURVE_BUDGETS = [k / 10 for k in range(11)]
 TOP_FEATURES = 20
 _PPM_KEY = "route_ppm_id"  # (dataset, id) of the predictor this session fitted last
 _PLAN_KEY = "route_plan_id"  # the plan this session saved last
+# Features end to end on 2 CPU cores (README's benchmarks: 2,000 demo pairs at 18 pairs/s, and
+# 100,000 at 17.5): the page's estimate, and above a few minutes the background by default.
+FEATURE_PAIRS_PER_S = 17.5
+FOREGROUND_MINUTES = 2
 _CURVE_KEY = "route_curve"  # {(ppm id, dataset, features digest): predicted_curve(...)}
 _PROOF_KEY = "route_proof"  # {(ppm id, dataset, seeds): prove_predictor(...)}
 
@@ -129,13 +141,30 @@ def _features_section(store, dataset: str) -> FeatureMatrix | None:
     help_of = {
         name: f.metadata.get("help") for name, f in FeatureConfig.__dataclass_fields__.items()
     }
+    n_pairs = store.count_instances(InstanceFilter(dataset=dataset))
+    minutes = n_pairs / FEATURE_PAIRS_PER_S / 60
     with st.form("route_features_form"):
-        tagger = st.selectbox(
+        left, right = st.columns(2)
+        tagger = left.selectbox(
             "Prompt tagger", ("embedding", "none", "lm"), help=help_of["tagger"], key="route_tagger"
+        )
+        background = right.checkbox(
+            "In the background",
+            value=minutes > FOREGROUND_MINUTES,
+            key="route_features_background",
+            help="Run as a job: it goes on after you leave this page.",
+        )
+        st.caption(
+            f"{n_pairs:,} pairs: about {max(1, round(minutes))} min on 2 CPU cores "
+            f"({FEATURE_PAIRS_PER_S} pairs/s measured, embedding tagger; the LM tagger is slower)."
         )
         label = "Recompute features" if features is not None else "Compute features"
         if not st.form_submit_button(label, key="route_compute_features"):
             return features
+    if background:
+        config = FeatureConfig(tagger=tagger)
+        widgets.launch_background(store, "features", features_spec(dataset, config), "features")
+        return features
     bar = st.progress(0.0, text="loading the encoder")
     try:
         summary = compute_features(
@@ -174,6 +203,7 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
             "(crossfit). To score on an eval set, import a RewardBench-format dataset (kind eval)."
         )
     fields = SweepConfig.__dataclass_fields__
+    blocker = state.memo(("route_sweep_blocker", dataset), lambda: sweep_blocker(store, dataset))
     with st.form("route_sweep_form"):
         c1, c2, c3, c4 = st.columns(4)
         runs = c1.number_input(
@@ -209,8 +239,10 @@ def _sweep_section(store, dataset: str, eval_set: str | None, features) -> None:
         # a widget's value inside a form is only known on submit: "eval" without an eval set is
         # refused below rather than by disabling the button
         submitted = st.form_submit_button(
-            "Run sweep", disabled=features is None, key="route_run_sweep"
+            "Run sweep", disabled=blocker is not None, key="route_run_sweep"
         )
+    if blocker is not None:
+        st.warning(f"A sweep cannot run yet: {blocker}.", icon=":material/block:")
     scored_on = eval_set if target == "eval" else None  # crossfit reads no eval set
     if submitted and target == "eval" and eval_set is None:
         st.error(

@@ -2,8 +2,9 @@
 
 A real `curator ui` is killed (SIGKILL, its whole process group) while an annotator is half-way
 through a pair; started again on the same workspace and port, the reloaded page shows the
-submitted label in the progress, restores the draft, and lets the annotator go on; the SQLite
-store passes ``PRAGMA integrity_check``.
+submitted label in the progress, restores the draft, and lets the annotator go on, still signed
+in (the session lives in the store, not the server's memory); the SQLite store passes
+``PRAGMA integrity_check``.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def test_a_restarted_server_keeps_the_labels_and_the_draft_and_annotation_goes_o
             server.stop(signal.SIGKILL)
             server = AppServer(root, port=port, env=env).start()
 
-            page.reload()
-            sign_in(page, None, "ana")
+            page.reload()  # the session cookie signs ana in again: no sign-in form
+            page.get_by_text("Signed in as ana").wait_for()
             wait_for_text(page, f"1 of {PAIRS} done")
             assert current_pair(page) == second
             # the draft came back: its choice is the highlighted one
