@@ -73,7 +73,8 @@ if user is None:
     sign_in.run()
     auth.send_session_cookie()  # below the form: deleting a signed-out session's cookie
 else:
-    current = st.navigation(menu(user))
+    # every page in view: a collapsed menu hid Jobs, Compare and Export behind "View more"
+    current = st.navigation(menu(user), expanded=True)
     auth.account_sidebar(user)
     with st.sidebar:
         auth.send_session_cookie()

@@ -393,6 +393,13 @@ def export_cmd(
         str, typer.Option(help="Preference labels from: hybrid, human, lm or gold.")
     ] = "hybrid",
     keep_ties: Annotated[bool, typer.Option(help="Keep tied pairs in preference exports.")] = False,
+    accepted_only: Annotated[
+        bool,
+        typer.Option(
+            "--accepted-only",
+            help="Count only people's labels a reviewer accepted (rejected ones never count).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a dataset in TRL-ready shapes (or the lossless native form)."""
@@ -400,7 +407,14 @@ def export_cmd(
 
     with _store(workspace, create=False) as store:
         report = export_dataset(
-            store, dataset, fmt, out, shape=shape, labels=labels, keep_ties=keep_ties
+            store,
+            dataset,
+            fmt,
+            out,
+            shape=shape,
+            labels=labels,
+            keep_ties=keep_ties,
+            accepted_only=accepted_only,
         )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))

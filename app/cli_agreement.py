@@ -98,6 +98,13 @@ def agreement_cmd(
     exclude_ties: Annotated[
         bool, typer.Option(help="Leave out comparisons in which a side says tie.")
     ] = False,
+    accepted_only: Annotated[
+        bool,
+        typer.Option(
+            "--accepted-only",
+            help="Count only people's labels a reviewer accepted (rejected ones never count).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the report (.json or .csv).")
     ] = None,
@@ -120,6 +127,7 @@ def agreement_cmd(
         alpha_level=alpha_level,
         exclude_ties=exclude_ties,
         feature=feature,
+        accepted_only=accepted_only,
     )
     with _store(workspace, create=False) as store:
         report = dataset_agreement(store, dataset, config)

@@ -26,7 +26,7 @@ flags_app = typer.Typer(
     add_completion=False,
 )
 
-RoleArg = Annotated[str, typer.Argument(help="curator or annotator.")]
+RoleArg = Annotated[str, typer.Argument(help="curator, annotator or reviewer.")]
 PasswordStdinOpt = Annotated[
     bool,
     typer.Option(
@@ -48,7 +48,7 @@ def _password(from_stdin: bool) -> str:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="User name (also the annotator name on labels).")],
-    role: Annotated[str, typer.Option(help="curator or annotator.")] = "annotator",
+    role: Annotated[str, typer.Option(help="curator, annotator or reviewer.")] = "annotator",
     password_stdin: PasswordStdinOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:

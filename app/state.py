@@ -43,8 +43,8 @@ _REFUSED_KEY = "_curator_refused_cookie"  # a cookie token already found invalid
 # Session keys that belong to one person's work; dropped when they sign out.
 _PERSONAL_PREFIXES = ("annotate_", "ann_", "flag_")
 
-CURATOR, ANNOTATOR = users.ROLES
-EVERYONE = (CURATOR, ANNOTATOR)
+CURATOR, ANNOTATOR, REVIEWER = users.ROLES
+EVERYONE = (CURATOR, ANNOTATOR, REVIEWER)
 # Addresses that only this machine can reach. An empty server.address makes Streamlit listen on
 # every interface, so it does not count as local.
 LOCAL_ADDRESSES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -110,6 +110,14 @@ PAGES: tuple[PageSpec, ...] = (
         "Label",
         "Label pairs yourself on the MultiPref scale.",
         roles=EVERYONE,
+    ),
+    PageSpec(
+        "review.py",
+        "Review",
+        ":material/fact_check:",
+        "Label",
+        "Accept, edit or reject the labels people submitted.",
+        roles=(CURATOR, REVIEWER),
     ),
     PageSpec(
         "flags.py",

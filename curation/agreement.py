@@ -53,7 +53,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from curation.errors import CuratorError
 from curation.labels import ASPECTS, SCALE
-from curation.store import Store
+from curation.store import Store, usable_labels_sql
 
 SCALES: dict[str, tuple[int, ...]] = {"verdict": (-1, 0, 1), "five": SCALE}
 ALPHA_LEVELS = ("ordinal", "nominal", "interval")
@@ -92,6 +92,12 @@ class AgreementConfig:
     feature: str | None = field(
         default=None,
         metadata={"help": "also break down by this feature or tag (its values are the groups)"},
+    )
+    accepted_only: bool = field(
+        default=False,
+        metadata={
+            "help": "count only people's labels a reviewer accepted (rejected ones never count)"
+        },
     )
 
     def validate(self) -> AgreementConfig:
@@ -376,9 +382,12 @@ def labels_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFra
     return frame.reset_index(drop=True)
 
 
-def load_labels(store: Store, dataset: str, *, feature: str | None = None) -> pd.DataFrame:
-    """Every submitted label of a dataset, with its instance's domain (and one feature's value),
-    in one query."""
+def load_labels(
+    store: Store, dataset: str, *, feature: str | None = None, accepted_only: bool = False
+) -> pd.DataFrame:
+    """Every submitted label of a dataset (reviewers' rejections aside; with ``accepted_only``,
+    only people's labels a reviewer accepted), with its instance's domain (and one feature's
+    value), in one query."""
     dataset_id = store.dataset(dataset)["id"]
     feature_select, feature_join, params = "NULL AS feature", "", [dataset_id]
     if feature:
@@ -392,7 +401,7 @@ def load_labels(store: Store, dataset: str, *, feature: str | None = None) -> pd
                i.domain, {feature_select}
         FROM annotations a JOIN instances i ON i.id = a.instance_id
         {feature_join}
-        WHERE i.dataset_id = ? AND a.status = 'submitted'
+        WHERE i.dataset_id = ? AND {usable_labels_sql("a", accepted_only=accepted_only)}
         ORDER BY a.instance_id
         """,  # noqa: S608  (fixed fragments and allow-listed aspect names only)
         params,
@@ -729,7 +738,7 @@ def dataset_agreement(
 ) -> AgreementReport:
     """The agreement report of one dataset in a store."""
     config = (config or AgreementConfig()).validate()
-    labels = load_labels(store, dataset, feature=config.feature)
+    labels = load_labels(store, dataset, feature=config.feature, accepted_only=config.accepted_only)
     return measure(labels, config, dataset=dataset)
 
 

@@ -106,6 +106,7 @@ def export_dataset(
     labels: str = "hybrid",
     keep_ties: bool = False,
     include_flagged: bool = True,
+    accepted_only: bool = False,
 ) -> ExportReport:
     """Write one dataset to ``out`` and report what was written and what was skipped.
 
@@ -114,6 +115,8 @@ def export_dataset(
     (``hybrid``), or the generator's ``gold`` label. Ties and unlabelled pairs are skipped and
     counted (``keep_ties`` keeps ties in preference shape, A as chosen, margin 0). With
     ``include_flagged=False`` instances with an open flag, or a flag marked exclude, are left out.
+    A label a reviewer rejected never counts; ``accepted_only`` counts only people's labels a
+    reviewer accepted (an instance with none is then as if unlabelled by people).
     """
     if fmt not in FORMATS:
         raise CuratorError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -155,7 +158,12 @@ def export_dataset(
         schema = _schema(plan)
 
         def rows() -> Iterator[list[dict[str, Any]]]:
-            for batch in _read(conn, info["id"], with_annotations=shape == "native"):
+            for batch in _read(
+                conn,
+                info["id"],
+                with_annotations=shape == "native",
+                accepted_only=accepted_only and plan.labels is not None,
+            ):
                 out_rows = []
                 for stored in batch:
                     try:
@@ -268,10 +276,27 @@ WHERE +i.dataset_id = ? AND i.id > ? ORDER BY i.id LIMIT ?
 _SUMMARY = ("n_human", "human_mean", "human_verdict", "n_lm", "lm_mean", "lm_verdict")
 
 
+# People's side of the label summary over accepted labels only (the stored summary counts every
+# submitted label): the same aggregates as Store.refresh_summary.
+_ACCEPTED_SQL = """
+SELECT a.instance_id, count(a.overall) AS n_human, avg(a.overall) AS human_mean,
+       sign(sum(sign(a.overall))) AS human_verdict
+FROM annotations a
+WHERE a.instance_id IN ({marks}) AND a.annotator_kind = 'human' AND a.status = 'submitted'
+  AND a.review_status = 'accepted' AND a.overall IS NOT NULL
+GROUP BY a.instance_id
+"""
+
+
 def _read(
-    conn: sqlite3.Connection, dataset_id: int, *, with_annotations: bool
+    conn: sqlite3.Connection,
+    dataset_id: int,
+    *,
+    with_annotations: bool,
+    accepted_only: bool = False,
 ) -> Iterator[list[_Stored]]:
-    """Instances of a dataset in id order, one batch at a time (keyset pagination)."""
+    """Instances of a dataset in id order, one batch at a time (keyset pagination); with
+    ``accepted_only`` their human label summary counts reviewer-accepted labels only."""
     last = 0
     while True:
         rows = _dict_rows(conn, _BATCH_SQL, (dataset_id, last, BATCH_SIZE))
@@ -285,6 +310,18 @@ def _read(
             )
             for row in rows
         ]
+        if accepted_only:
+            ids = [row["id"] for row in rows]
+            marks = ", ".join("?" * len(ids))
+            accepted = {
+                r["instance_id"]: r
+                for r in _dict_rows(conn, _ACCEPTED_SQL.format(marks=marks), ids)
+            }
+            for iid, stored in zip(ids, batch, strict=True):
+                found = accepted.get(iid, {"n_human": 0, "human_mean": None, "human_verdict": None})
+                stored.summary.update(
+                    {k: found[k] for k in ("n_human", "human_mean", "human_verdict")}
+                )
         if with_annotations:
             ids = [row["id"] for row in rows]
             by_id = {iid: stored for iid, stored in zip(ids, batch, strict=True)}

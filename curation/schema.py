@@ -319,6 +319,78 @@ CREATE TABLE saved_views (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX route_plan_items_instance ON route_plan_items(instance_id);
+
+-- Review: a reviewer role, and labels a reviewer accepted, edited or rejected. SQLite cannot
+-- change a CHECK in place, so both tables are rebuilt by its documented procedure (new table,
+-- copy, drop, rename; foreign keys off around the transaction: see Store.migrate). A rejected
+-- label has status 'rejected', so every reader of submitted labels leaves it out.
+CREATE TABLE users_v4 (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('curator', 'annotator', 'reviewer')),
+    password_hash TEXT,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+INSERT INTO users_v4 SELECT id, name, role, password_hash, failed_logins, locked_until, disabled,
+    created_at FROM users;
+DROP TABLE users;
+ALTER TABLE users_v4 RENAME TO users;
+
+CREATE TABLE annotations_v4 (
+    id INTEGER PRIMARY KEY,
+    instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    annotator_kind TEXT NOT NULL CHECK (annotator_kind IN ('human', 'lm')),
+    annotator TEXT NOT NULL,
+    overall INTEGER CHECK (overall BETWEEN -2 AND 2),
+    helpful INTEGER CHECK (helpful BETWEEN -2 AND 2),
+    harmless INTEGER CHECK (harmless BETWEEN -2 AND 2),
+    truthful INTEGER CHECK (truthful BETWEEN -2 AND 2),
+    confidence REAL CHECK (confidence BETWEEN 0 AND 1),
+    confidence_level TEXT CHECK (confidence_level IN ('low', 'medium', 'high')),
+    reasons TEXT NOT NULL DEFAULT '{}',
+    justification TEXT,
+    probs TEXT,
+    model TEXT,
+    template_hash TEXT,
+    time_spent_s REAL,
+    status TEXT NOT NULL DEFAULT 'submitted' CHECK (status IN ('draft', 'submitted', 'rejected')),
+    origin TEXT NOT NULL DEFAULT 'app',
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    review_status TEXT CHECK (review_status IN ('accepted', 'rejected')),
+    reviewed_by TEXT,
+    reviewed_at TEXT,
+    review_note TEXT,
+    review_original TEXT,
+    UNIQUE (instance_id, annotator_kind, annotator)
+);
+INSERT INTO annotations_v4 (id, instance_id, annotator_kind, annotator, overall, helpful,
+    harmless, truthful, confidence, confidence_level, reasons, justification, probs, model,
+    template_hash, time_spent_s, status, origin, created_at, updated_at)
+SELECT id, instance_id, annotator_kind, annotator, overall, helpful, harmless, truthful,
+    confidence, confidence_level, reasons, justification, probs, model, template_hash,
+    time_spent_s, status, origin, created_at, updated_at FROM annotations;
+DROP TABLE annotations;
+ALTER TABLE annotations_v4 RENAME TO annotations;
+CREATE INDEX annotations_annotator ON annotations(annotator_kind, annotator);
+CREATE INDEX annotations_review ON annotations(review_status);
+"""
+
+# Migrations that rebuild a table another table refers to: SQLite's procedure needs foreign
+# keys off (outside the transaction), then a foreign_key_check before they are back on.
+REBUILDS = frozenset({4})
+
+# v5: jobs that run on a Ray cluster away from the workspace. ``node`` is the Ray node that ran
+# the job, ``artifact_uri`` where its artefacts went (a folder or an fsspec URL), and
+# ``log_offset`` how much of the Ray job's log the workspace has consumed, so a worker that takes
+# over applies each event the job streamed exactly once.
+V5 = """
+ALTER TABLE jobs ADD COLUMN node TEXT;
+ALTER TABLE jobs ADD COLUMN artifact_uri TEXT;
+ALTER TABLE jobs ADD COLUMN log_offset INTEGER NOT NULL DEFAULT 0;
 """
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -326,6 +398,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, V2),
     (3, V3),
     (4, V4),
+    (5, V5),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -22,7 +22,7 @@ import sqlite_utils
 from curation.errors import CuratorError
 from curation.labels import ASPECTS
 from curation.records import DATASET_KINDS, Annotation, Instance
-from curation.schema import MIGRATIONS, SCHEMA_VERSION
+from curation.schema import MIGRATIONS, REBUILDS, SCHEMA_VERSION
 from curation.workspace import Workspace
 
 # SQL text here is built only from fixed fragments, allow-listed column names and ``?``
@@ -80,6 +80,20 @@ def fts_query(text: str) -> str | None:
     if not terms:
         return None
     return " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def usable_labels_sql(alias: str = "a", *, accepted_only: bool = False) -> str:
+    """The SQL condition for the labels a reader should count: submitted ones, and with
+    ``accepted_only`` only the people's labels a reviewer accepted (an LM's count as they are).
+
+    ``alias`` names the annotations table in the caller's query; it is code, never user input.
+    """
+    if not alias.isidentifier():
+        raise ValueError(f"not a table alias: {alias!r}")
+    condition = f"{alias}.status = 'submitted'"
+    if accepted_only:
+        condition += f" AND ({alias}.annotator_kind = 'lm' OR {alias}.review_status = 'accepted')"
+    return condition
 
 
 @dataclass
@@ -387,16 +401,28 @@ class Store:
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
-            with self.write():
-                # Another process may have migrated while we waited for the write lock.
-                if self.schema_version() >= version:
-                    continue
-                for statement in _split_sql(script):
-                    self.conn.execute(statement)
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(version),),
-                )
+            rebuild = version in REBUILDS
+            if rebuild:  # a no-op inside a transaction, so set here, before it opens
+                self.conn.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with self.write():
+                    # Another process may have migrated while we waited for the write lock.
+                    if self.schema_version() >= version:
+                        continue
+                    for statement in _split_sql(script):
+                        self.conn.execute(statement)
+                    if rebuild and self.conn.execute("PRAGMA foreign_key_check").fetchone():
+                        raise CuratorError(
+                            f"migration {version} would break a reference between tables; "
+                            "the store is left as it was"
+                        )
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                        (str(version),),
+                    )
+            finally:
+                if rebuild:
+                    self.conn.execute("PRAGMA foreign_keys = ON")
         return self.schema_version()
 
     def integrity_check(self) -> str:
@@ -569,12 +595,28 @@ class Store:
         updates = ", ".join(
             f"{c} = excluded.{c}"
             for c in columns
-            if c not in ("instance_id", "annotator_kind", "annotator")
+            if c not in ("instance_id", "annotator_kind", "annotator", "status")
+        )
+        # A review holds for the values it saw: the same label written again (an import run
+        # twice) keeps its review, and a rejected one stays rejected; changed values go back
+        # to the review queue (curation.review).
+        same = " AND ".join(f"excluded.{a} IS annotations.{a}" for a in ASPECTS)
+        kept = ", ".join(
+            f"{c} = CASE WHEN {same} THEN annotations.{c} ELSE NULL END"
+            for c in (
+                "review_status",
+                "reviewed_by",
+                "reviewed_at",
+                "review_note",
+                "review_original",
+            )
         )
         sql = (
             f"INSERT INTO annotations({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "  # noqa: S608
             f"ON CONFLICT(instance_id, annotator_kind, annotator) DO UPDATE SET {updates}, "
-            "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+            f"status = CASE WHEN {same} AND annotations.status = 'rejected' "
+            "AND excluded.status = 'submitted' THEN 'rejected' ELSE excluded.status END, "
+            f"{kept}, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
         )
         with self.write():
             self.conn.executemany(sql, [tuple(r[c] for c in columns) for r in rows])

@@ -24,7 +24,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from curation.errors import CuratorError
 from curation.store import Store
 
-ROLES = ("curator", "annotator")
+# A reviewer annotates and reviews people's labels (curation.review); curators review too.
+ROLES = ("curator", "annotator", "reviewer")
 MIN_PASSWORD_LENGTH = 8
 MAX_NAME_LENGTH = 64
 LOCK_AFTER_FAILURES = 5

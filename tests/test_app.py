@@ -160,8 +160,17 @@ def test_home_summarises_the_workspace_and_links_existing_pages(ws: Workspace) -
     assert metrics["LM labels"] == "7"
     assert list(at.dataframe[0].value["name"]) == ["prefs"]
     links = [link.value for link in at.get("page_link")]
-    assert "Explore" in links and "Import" in links
-    assert "Annotate" not in links or (HOME.parent / "views" / "annotate.py").exists()
+    # what to do next follows the workspace: labelled by people and a judge, no features yet
+    assert links[:3] == ["Agreement", "Route", "Mix"]
+    assert "Compute routing features, then sweep and route." in [c.value for c in at.caption]
+    every = links[3:]  # then every page the role may open, in menu order
+    assert every[0].startswith("Import: ") and any(x.startswith("Explore: ") for x in every)
+
+
+def test_an_empty_workspace_is_told_to_import_first(empty_ws: Workspace) -> None:
+    at = open_page("views/home.py")
+    assert [link.value for link in at.get("page_link")][0] == "Import"
+    assert any("The workspace is empty" in c.value for c in at.caption)
 
 
 def test_domain_filter_narrows_the_table(ws: Workspace) -> None:

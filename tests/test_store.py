@@ -292,3 +292,58 @@ def test_a_filters_text_form_reads_back_to_the_same_filter(flt):
 def test_a_filter_value_the_text_form_cannot_hold_is_refused():
     with pytest.raises(CuratorError, match="cannot"):
         InstanceFilter(domains=["a,b"]).to_text()
+
+
+def test_the_review_migration_rebuilds_users_and_labels_and_keeps_every_row_and_reference(
+    tmp_path,
+):
+    """A workspace made before review (schema 3) comes up to date with its accounts, queues,
+    sessions and labels intact, and the new role and label state accepted by the schema."""
+    import sqlite3
+
+    from curation import schema
+    from curation.store import _split_sql
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA foreign_keys = ON")
+    for version, script in schema.MIGRATIONS:
+        if version > 3:
+            break
+        for statement in _split_sql(script):
+            conn.execute(statement)
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '3')")
+    conn.execute("INSERT INTO datasets(name, kind) VALUES ('d', 'preference')")
+    conn.execute(
+        "INSERT INTO instances(dataset_id, uid, prompt, response_a, response_b) "
+        "VALUES (1, 'u', 'p', 'a', 'b')"
+    )
+    conn.execute("INSERT INTO users(name, role) VALUES ('ann', 'annotator')")
+    conn.execute("INSERT INTO assignments(instance_id, user_id) VALUES (1, 1)")
+    conn.execute(
+        "INSERT INTO sessions(user_id, token_hash, created_at, expires_at) VALUES (1, 'h', 'x', 'y')"
+    )
+    conn.execute(
+        "INSERT INTO annotations(instance_id, annotator_kind, annotator, overall, justification) "
+        "VALUES (1, 'human', 'ann', -2, 'A is right')"
+    )
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    try:
+        assert store.migrate() == SCHEMA_VERSION
+        q = store.conn.execute
+        assert q("SELECT count(*) FROM assignments").fetchone()[0] == 1
+        assert q("SELECT count(*) FROM sessions").fetchone()[0] == 1
+        label = q(
+            "SELECT overall, justification, status, review_status FROM annotations"
+        ).fetchone()
+        assert tuple(label) == (-2, "A is right", "submitted", None)
+        assert q("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert q("PRAGMA foreign_key_check").fetchall() == []
+        q("UPDATE users SET role = 'reviewer'")  # the new role fits the rebuilt table
+        q("DELETE FROM users")  # and the references still cascade
+        assert q("SELECT count(*) FROM assignments").fetchone()[0] == 0
+    finally:
+        store.close()

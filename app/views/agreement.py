@@ -52,14 +52,21 @@ scale = left.radio(
 )
 alpha_level = middle.selectbox("Krippendorff's alpha level", ALPHA_LEVELS, key="agreement_alpha")
 feature = right.selectbox("Break down by feature", [NO_FEATURE, *features], key="agreement_feature")
-exclude_ties = st.checkbox(
+ties_col, review_col = st.columns(2)
+exclude_ties = ties_col.checkbox(
     "Leave out comparisons in which a side says tie", key="agreement_exclude_ties"
+)
+accepted_only = review_col.checkbox(
+    "Accepted labels only",
+    key="agreement_accepted_only",
+    help="Count only people's labels a reviewer accepted; rejected labels never count.",
 )
 feature = None if feature == NO_FEATURE else feature
 
 try:
     labels = state.memo(
-        ("agreement_labels", name, feature), lambda: load_labels(store, name, feature=feature)
+        ("agreement_labels", name, feature, accepted_only),
+        lambda: load_labels(store, name, feature=feature, accepted_only=accepted_only),
     )
 except CuratorError as exc:
     widgets.error(exc)
@@ -70,7 +77,11 @@ if not aspects:
     st.stop()
 aspect = st.selectbox("Aspect", aspects, key=f"agreement_aspect_{name}")
 config = AgreementConfig(
-    scale=scale, alpha_level=alpha_level, exclude_ties=exclude_ties, feature=feature
+    scale=scale,
+    alpha_level=alpha_level,
+    exclude_ties=exclude_ties,
+    feature=feature,
+    accepted_only=accepted_only,
 )
 report = state.memo(("agreement", name, config), lambda: measure(labels, config, dataset=name))
 result = report.aspect(aspect)
@@ -102,7 +113,7 @@ columns[3].metric(
 
 st.subheader("Annotator pairs")
 matrix = state.memo(
-    ("agreement_matrix", name, feature, aspect, scale, exclude_ties),
+    ("agreement_matrix", name, feature, aspect, scale, exclude_ties, accepted_only),
     lambda: agreement_matrix(labels, aspect, scale=scale, exclude_ties=exclude_ties),
 )
 if len(matrix) > 1:

@@ -47,8 +47,14 @@ labels = right.selectbox(
     help="For pair shapes: human majority, LM majority, hybrid (human where present, else LM), "
     "or the generator's hidden gold label (demo data).",
 )
-keep_ties = st.checkbox("Keep ties (A as chosen, margin 0)", key="export_ties")
-leave_out_flagged = st.checkbox("Leave out flagged instances", key="export_unflagged")
+ties_col, flagged_col, review_col = st.columns(3)
+keep_ties = ties_col.checkbox("Keep ties (A as chosen, margin 0)", key="export_ties")
+leave_out_flagged = flagged_col.checkbox("Leave out flagged instances", key="export_unflagged")
+accepted_only = review_col.checkbox(
+    "Accepted labels only",
+    key="export_accepted_only",
+    help="Count only people's labels a reviewer accepted; a rejected label never counts.",
+)
 out = st.text_input(
     "Output path",
     value=f"{name}{SUFFIXES[fmt]}",
@@ -71,6 +77,7 @@ if st.button("Export", type="primary", key="export_go"):
                 labels=labels,
                 keep_ties=keep_ties,
                 include_flagged=not leave_out_flagged,
+                accepted_only=accepted_only,
             )
     except CuratorError as exc:
         st.session_state.pop("export_result", None)

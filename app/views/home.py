@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from app.guidance import next_steps
 
 user = state.require_page_role(state.CURATOR)
 st.title("Hybrid Curator")
@@ -35,9 +36,14 @@ else:
     )
 
 st.subheader("What to do next")
-for spec in state.pages_for(user):
-    if spec.script == "home.py":
-        continue
-    st.page_link(str(spec.path), label=spec.title, icon=spec.icon)
-    if spec.summary:
-        st.caption(spec.summary)
+allowed = {spec.script: spec for spec in state.pages_for(user)}
+for step in state.memo("next_steps", lambda: next_steps(store)):
+    spec = allowed.get(step.script)
+    if spec is not None:
+        st.page_link(str(spec.path), label=spec.title, icon=spec.icon)
+        st.caption(step.reason)
+
+with st.expander("Every page"):
+    for spec in allowed.values():
+        if spec.script != "home.py":
+            st.page_link(str(spec.path), label=f"{spec.title}: {spec.summary}", icon=spec.icon)

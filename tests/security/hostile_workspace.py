@@ -55,7 +55,7 @@ HOSTILE_JUDGE = "judge'; DROP TABLE annotations; --"
 HOSTILE_USER = "eve' OR '1'='1"
 HOSTILE_FEATURE = "' OR 1=1 --"
 HOSTILE_RUN = "run'; DROP TABLE runs; --"
-CURATOR, ANNOTATOR = "cora", "ann"
+CURATOR, ANNOTATOR, REVIEWER = "cora", "ann", "rev"
 
 # uid -> prompt of the main dataset; the texts a literal search must find (or must not).
 PROMPTS = {
@@ -122,6 +122,7 @@ def build(ws: Workspace) -> None:
             )
         users.add_user(store, CURATOR, "curator", PASSWORD)
         users.add_user(store, ANNOTATOR, "annotator", PASSWORD)
+        users.add_user(store, REVIEWER, "reviewer", PASSWORD)
         users.add_user(store, HOSTILE_USER, "annotator", PASSWORD)
         queues.assign(store, "prefs", [ANNOTATOR], instance_ids=ids[:3])
         flags.flag_instance(
