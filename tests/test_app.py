@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from curation.workspace import Workspace
 
 HOME = Path(__file__).resolve().parents[1] / "app" / "Home.py"
 PAGES = ["views/home.py", "views/explore.py", "views/import_data.py", "views/export.py"]
-HAS_EXPORTER = importlib.util.find_spec("curation.exporter") is not None
 HOSTILE_PROMPT = "Is <b>x</b> bold?"
 HOSTILE_RESPONSE = "Sure <script>alert(1)</script> done"
 
@@ -138,16 +136,12 @@ def count_instances(ws: Workspace) -> int:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_an_empty_workspace(empty_ws: Workspace, page: str) -> None:
     """No page needs data to render: an empty workspace shows guidance, not a traceback."""
-    if page == "views/export.py" and not HAS_EXPORTER:
-        pytest.skip("curation.exporter not there yet")
     no_errors(open_page(page))
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_a_populated_workspace(ws: Workspace, page: str) -> None:
     """Every page renders against a workspace with a dataset and labels."""
-    if page == "views/export.py" and not HAS_EXPORTER:
-        pytest.skip("curation.exporter not there yet")
     no_errors(open_page(page))
 
 
@@ -587,7 +581,6 @@ def test_a_path_outside_the_workspace_is_refused(ws: Workspace, tmp_path: Path) 
     assert not [b for b in at.button if b.key == "import_go"]
 
 
-@pytest.mark.skipif(not HAS_EXPORTER, reason="curation.exporter not there yet")
 def test_export_writes_into_the_workspace_and_offers_a_download(ws: Workspace) -> None:
     """Exporting JSONL writes under exports/ and offers the file for download."""
     at = open_page("views/export.py")
@@ -597,7 +590,6 @@ def test_export_writes_into_the_workspace_and_offers_a_download(ws: Workspace) -
     assert at.get("download_button")
 
 
-@pytest.mark.skipif(not HAS_EXPORTER, reason="curation.exporter not there yet")
 def test_export_refuses_a_path_outside_the_workspace(ws: Workspace) -> None:
     """An output path escaping the workspace is an error message, not a write."""
     at = open_page("views/export.py")

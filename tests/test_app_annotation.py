@@ -231,16 +231,6 @@ def test_an_annotator_signs_in_to_the_annotate_page_only_and_signs_out(
     assert session().text_input(key="login_password")
 
 
-@pytest.mark.parametrize("page", ["team.py", "flags.py", "explore.py", "home.py", "export.py"])
-def test_curator_pages_refuse_an_annotator_opened_directly(ids: list[int], page: str) -> None:
-    """A curator page run on its own (as by its URL) stops an annotator before any data."""
-    at = session("ann", APP / "views" / page)
-    no_errors(at)
-    assert any("This page is for curators" in e.value for e in at.error)
-    assert not at.dataframe and not at.get("plotly_chart") and not at.metric
-    assert "prompt 0" not in texts(at) and "cora" not in texts(at)
-
-
 def test_pages_refuse_a_session_nobody_signed_in_to(ids: list[int]) -> None:
     """With accounts, a page opened without signing in shows nothing but a pointer to sign in."""
     at = session(None, APP / "views" / "annotate.py")

@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import _USER_KEY
 from curation.records import Instance
 from curation.store import Store
-from curation.users import add_user
 from curation.workspace import Workspace
 from training import jobs
 from training.runs import record_run
@@ -256,20 +254,3 @@ def test_a_model_that_cannot_be_loaded_is_reported_as_such(ws):
     no_errors(at)
     assert any("cannot load the model's tokenizer" in e.value for e in at.error)
     assert "compare_generations" not in at.session_state
-
-
-def test_an_annotator_cannot_open_the_page(ws):
-    with Store.open(ws) as store:
-        add_user(store, "boss", "curator", PASSWORD)
-        add_user(store, "ana", "annotator", PASSWORD)
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state[_USER_KEY] = "ana"
-    at.run()
-    no_errors(at)
-    assert any("This page is for curators" in e.value for e in at.error)
-    assert not at.dataframe and not at.get("plotly_chart")
-    home = AppTest.from_file(HOME, default_timeout=60)
-    home.session_state[_USER_KEY] = "ana"
-    home.run()
-    with pytest.raises(ValueError):
-        home.switch_page("views/compare.py")

@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import _USER_KEY
 from curation.demo import DemoConfig, build_demo
 from curation.mixtures import list_mixtures, resolve_mixture
 from curation.store import Store
-from curation.users import add_user
 from curation.workspace import Workspace
 
 APP = Path(__file__).resolve().parents[1] / "app"
@@ -116,16 +114,6 @@ def test_build_in_the_background_queues_a_mix_job_with_the_composed_spec(ws, mon
     assert (job.kind, job.status) == ("mix", "queued")
     assert parse_spec(job.spec["spec"]).name == "later"
     assert any(f"as job {job.id}" in s.value for s in at.success)
-
-
-def test_annotators_cannot_open_the_page(ws, cheap_password_hashing):
-    with Store.open(ws) as store:
-        add_user(store, "ann", "annotator", "a long enough password")
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state[_USER_KEY] = "ann"
-    at.run()
-    assert any("This page is for curators" in e.value for e in at.error)
-    assert not at.button
 
 
 def test_the_page_renders_on_an_empty_workspace(tmp_path, monkeypatch):

@@ -179,19 +179,6 @@ def test_a_saved_plan_goes_to_the_chosen_annotators_queue(ws):
     assert [tuple(r) for r in rows] == [("route_plan", plan["id"], "ana", plan["human"])]
 
 
-def test_an_annotator_cannot_open_the_page(ws):
-    with Store.open(ws) as store:
-        add_user(store, "boss", "curator", PASSWORD)
-        add_user(store, "ana", "annotator", PASSWORD)
-    at = signed_in("ana")
-    no_errors(at)
-    assert any("This page is for curators" in e.value for e in at.error)
-    assert not at.metric and not at.get("plotly_chart") and not at.dataframe and not at.button
-    home = signed_in("ana", HOME)
-    with pytest.raises(ValueError):  # the menu does not offer it either
-        home.switch_page("views/route.py")
-
-
 def test_running_a_sweep_from_the_page_fits_and_shows_a_new_predictor(ws):
     """The form's defaults (grouped sampler, crossfit, the linear predictor) need no eval set."""
     at = route_page()
