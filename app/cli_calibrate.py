@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # scipy loads with routing.selective, so it is imported when the command runs.
 
 
+REFERENCE_WORDS = {"human": "the human majority", "gold": "gold labels (gold ties left out)"}
+
+
 def _figure(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -112,6 +115,14 @@ def calibrate_cmd(
     overlap: Annotated[
         int, typer.Option(help="Annotators per escalated instance (with --escalate-to).")
     ] = 1,
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="Dataset mode: what the judge must agree with: human (people's majority), gold "
+            "(the pairs' gold side), or auto (gold where at least half the pairs carry one, "
+            "else human, as routing's proof). Files are always people's preferences."
+        ),
+    ] = "auto",
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -120,6 +131,7 @@ def calibrate_cmd(
         SelectiveConfig,
         calibrate,
         calibration_items_from_store,
+        calibration_reference,
         cascade,
         judges_in,
         load_calibration_jsonl,
@@ -131,6 +143,7 @@ def calibrate_cmd(
         grid_size=grid_size,
         min_kept=min_kept,
         if_none_pass="keep_top" if keep_top else "abstain",
+        reference=reference,
     ).validate()
     files = [Path(s) for s in sources]
     annotators = [n.strip() for value in escalate_to or () for n in value.split(",") if n.strip()]
@@ -142,7 +155,11 @@ def calibrate_cmd(
     if all(f.is_file() for f in files):
         if judge:
             raise CuratorError("--judge names a judge of a dataset; files are one judge each")
+        if config.reference == "gold":
+            raise CuratorError("calibration files hold people's preferences: --reference gold "
+                               "needs a dataset with gold labels")  # fmt: skip
         judges = [(_judge_name(f), load_calibration_jsonl(f)) for f in files]
+        against = "human"
     elif len(sources) == 1:
         with _store(workspace, create=False) as store:
             names = judge or judges_in(store, sources[0])
@@ -151,7 +168,11 @@ def calibrate_cmd(
                     f"{sources[0]!r} has judges {', '.join(names) or 'none'}: name one or more "
                     "with --judge"
                 )
-            judges = [(n, calibration_items_from_store(store, sources[0], n)) for n in names]
+            against = calibration_reference(store, sources[0], config.reference)
+            judges = [
+                (n, calibration_items_from_store(store, sources[0], n, reference=against))
+                for n in names
+            ]
     else:
         missing = next(f for f in files if not f.is_file())
         raise CuratorError(f"{missing} is not a file (several sources must all be files)")
@@ -164,6 +185,8 @@ def calibrate_cmd(
         chained = cascade(judges, alpha, delta, config=config, union_bound=union_bound)
         stages, report = chained.stages, chained.to_dict()
         text = f"cascade of {len(judges)} judges (alpha {alpha}, delta {delta})"
+    report["reference"] = against
+    text = f"calibrated against {REFERENCE_WORDS[against]}\n{text}"
     if annotators:
         report["escalation"] = _escalate(workspace, sources[0], stages, annotators, overlap)
     if as_json:

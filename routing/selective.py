@@ -4,7 +4,9 @@ Cascaded Selective Evaluation (Jung, Brahman, Choi, ICLR 2025). On human-labelle
 items a judge's confidence threshold ``lambda`` is chosen so that, with probability at least
 ``1 - delta``, the judge agrees with the human verdict on at least ``1 - alpha`` of the items it
 keeps (confidence >= lambda). Judges run in a cascade, cheapest first, each calibrated on what
-the ones before it abstained on; whatever the last abstains on goes to people.
+the ones before it abstained on; whatever the last abstains on goes to people. In a workspace
+the verdict a judge is held to is the dataset's reference, as in routing's proof: gold where
+most pairs carry one, else the human majority (``SelectiveConfig.reference``).
 
 The threshold is found by fixed-sequence testing: thresholds on a grid from high to low (only
 those that keep at least ``min_kept`` calibration items), each tested with the exact
@@ -31,15 +33,17 @@ from curation.agreement import majority
 from curation.errors import CuratorError
 from curation.labels import verdict
 from curation.store import Store
+from routing.splits import REFERENCES, reference_source
 
 IF_NONE_PASS = ("abstain", "keep_top")
 
 
 @dataclass(frozen=True)
 class CalibrationItem:
-    """One calibration item: the human verdict, the judge's verdict and its confidence.
+    """One calibration item: the reference verdict, the judge's verdict and its confidence.
 
-    Verdicts are the store's: -1 A, 0 tie, 1 B.
+    ``human`` is the verdict the judge is held to: people's (the paper's case), or the gold side
+    where a dataset is calibrated against gold. Verdicts are the store's: -1 A, 0 tie, 1 B.
     """
 
     item_id: str
@@ -77,6 +81,14 @@ class SelectiveConfig:
             "it keeps that threshold anyway, uncertified (what the authors' released code does)"
         },
     )
+    reference: str = field(
+        default="auto",
+        metadata={
+            "help": "what a workspace dataset's judge must agree with: human (the people's "
+            "majority), gold (the pairs' gold side; gold ties are left out), or auto: gold where "
+            "at least half the pairs carry one, else human (the rule routing is proven by)"
+        },
+    )
 
     def validate(self) -> SelectiveConfig:
         if not 0.0 < self.alpha < 1.0:
@@ -90,6 +102,10 @@ class SelectiveConfig:
         if self.if_none_pass not in IF_NONE_PASS:
             raise CuratorError(
                 f"if_none_pass {self.if_none_pass!r} is not one of {', '.join(IF_NONE_PASS)}"
+            )
+        if self.reference not in REFERENCES:
+            raise CuratorError(
+                f"reference {self.reference!r} is not one of {', '.join(REFERENCES)}"
             )
         return self
 
@@ -423,14 +439,51 @@ def judges_in(store: Store, dataset: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def calibration_items_from_store(
-    store: Store, dataset: str, judge: str, *, aspect: str = "overall"
-) -> list[CalibrationItem]:
-    """A judge's labels paired with the human majority verdict on the same instances.
+def _gold_sides(store: Store, dataset: str) -> pd.Series:
+    """Each instance's gold side (-1 A, 0 tie or none, 1 B), by instance id."""
+    rows = store.conn.execute(
+        "SELECT id, gold FROM instances WHERE dataset_id = ? ORDER BY id",
+        (store.dataset(dataset)["id"],),
+    ).fetchall()
+    return pd.Series([int(np.sign(r[1] or 0)) for r in rows], index=[r[0] for r in rows], dtype=int)
 
-    The majority is the strict plurality of people's verdicts (as in the agreement report);
-    instances without one, and labels without a confidence or probabilities, are left out.
-    ``item_id`` is the instance id as text.
+
+def calibration_reference(
+    store: Store, dataset: str, reference: str = "auto", *, aspect: str = "overall"
+) -> str:
+    """``human`` or ``gold``: what a dataset's judge is calibrated against. ``auto`` takes
+    routing's rule (:func:`routing.splits.reference_source`); gold is an overall preference, so
+    an aspect is always held to people."""
+    if reference not in REFERENCES:
+        raise CuratorError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
+    if aspect != "overall":
+        if reference == "gold":
+            raise CuratorError(
+                f"gold labels are overall preferences: calibrate {aspect} against the human "
+                "majority (reference human or auto)"
+            )
+        return "human"
+    if reference != "auto":
+        return reference
+    return reference_source(_gold_sides(store, dataset).to_numpy())
+
+
+def calibration_items_from_store(
+    store: Store,
+    dataset: str,
+    judge: str,
+    *,
+    aspect: str = "overall",
+    reference: str = "auto",
+) -> list[CalibrationItem]:
+    """A judge's labels paired with the reference verdict on the same instances (see
+    :func:`calibration_reference`).
+
+    Against people, that is the strict plurality of their verdicts (as in the agreement report);
+    instances without one are left out. Against gold, instances whose gold is a tie or missing
+    are left out: they have no side to agree with, and routing's proof does not score them
+    either. Labels without a confidence or probabilities are left out. ``item_id`` is the
+    instance id as text.
     """
     labels = _judge_labels(store, dataset, judge, aspect)
     if labels.empty:
@@ -438,6 +491,12 @@ def calibration_items_from_store(
         raise CuratorError(
             f"no {aspect} labels by judge {judge!r} in {dataset!r} (judges: {known})"
         )
+    if calibration_reference(store, dataset, reference, aspect=aspect) == "gold":
+        gold = _gold_sides(store, dataset)
+        truth = gold[gold != 0]
+        if truth.empty:
+            raise CuratorError(f"no instance of {dataset!r} has a gold side to calibrate against")
+        return _paired(labels, truth)
     dataset_id = store.dataset(dataset)["id"]
     people = pd.DataFrame.from_records(
         [
@@ -455,16 +514,20 @@ def calibration_items_from_store(
         columns=["item", "value"],
     )
     people["value"] = np.sign(people["value"].astype(int))
-    human = majority(people)
+    return _paired(labels, majority(people))
+
+
+def _paired(labels: pd.DataFrame, reference: pd.Series) -> list[CalibrationItem]:
+    """Judge labels with a reference verdict and a finite confidence, as items in id order."""
     items = [
         CalibrationItem(
             item_id=str(int(row.instance_id)),
-            human=int(human[row.instance_id]),
+            human=int(reference[row.instance_id]),
             verdict=int(row.verdict),
             confidence=float(row.confidence),
         )
         for row in labels.itertuples()
-        if row.instance_id in human.index and math.isfinite(row.confidence)
+        if row.instance_id in reference.index and math.isfinite(row.confidence)
     ]
     return sorted(items, key=lambda item: int(item.item_id))
 

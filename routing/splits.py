@@ -47,6 +47,16 @@ def busiest_judge(store: Store, dataset_id: int) -> str | None:
 
 # ---- labels ----------------------------------------------------------------------------------
 
+REFERENCES = ("auto", "human", "gold")
+
+
+def reference_source(gold: np.ndarray | None) -> str:
+    """What a dataset's labels are judged against, by routing's proof and by trust or escalate:
+    ``gold`` where at least half the instances carry a gold side, else the ``human`` majority."""
+    if gold is not None and len(gold) and (np.asarray(gold) != 0).mean() >= 0.5:
+        return "gold"
+    return "human"
+
 
 @dataclass
 class LabelConfig:
@@ -124,11 +134,8 @@ class SplitLabels:
 
     @property
     def reference_source(self) -> str:
-        """What routing is proven against: ``gold`` where at least half the instances carry a gold
-        side, else the ``human`` majority."""
-        if self.gold is not None and (self.gold != 0).mean() >= 0.5:
-            return "gold"
-        return "human"
+        """What routing is proven against (:func:`reference_source`)."""
+        return reference_source(self.gold)
 
     @property
     def reference(self) -> np.ndarray:

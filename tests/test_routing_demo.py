@@ -1,7 +1,8 @@
 """The routing pipeline end to end on the demo workspace, through the real `curator` commands:
-features, a 200-run sweep, a route plan queued for an annotator, and the paired proof at a quarter
+features, a 400-run sweep, a route plan queued for an annotator, and the paired proof at a quarter
 of the pairs (docs/demo.md says why there is something to find: the simulated judge errs on
-coding, maths and safety, where people are careful)."""
+coding, maths and safety, where people are careful, and people err on creative writing, factual
+QA and advice, where the judge is good)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.slow
 CURATOR = [sys.executable, "-m", "app.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = 1200
+RUNS = 400  # with 200 the predictor, and so the routed split, varies too much with the sweep seed
 
 
 def curator(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -37,11 +39,13 @@ def curator(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def routed_demo(tmp_path_factory) -> dict:
     """A demo workspace (half the default pairs, to keep the suite fast) with features and one
-    sweep (its predictor trained)."""
+    sweep (its predictor trained), and the proof of its routing over 10 paired seeds."""
     ws = str(tmp_path_factory.mktemp("routing") / "ws")
     curator("demo", "--no-ui", "--pairs", str(PAIRS), "-w", ws)
     features = json.loads(curator("features", "demo-prefs", "--json", "-w", ws).stdout)
-    sweep = json.loads(curator("sweep", "demo-prefs", "--runs", "200", "--json", "-w", ws).stdout)
+    sweep = json.loads(
+        curator("sweep", "demo-prefs", "--runs", str(RUNS), "--json", "-w", ws).stdout
+    )
     proof = json.loads(
         curator("route", "demo-prefs", "--evaluate", "--seeds", "10", "--json", "-w", ws).stdout
     )
@@ -64,7 +68,7 @@ def test_features_cover_every_demo_pair(routed_demo):
 
 def test_sweep_stores_its_runs_and_fits_all_three_predictors(routed_demo):
     sweep = routed_demo["sweep"]
-    assert sweep["runs"] == 200 and sweep["kind"] == "linear" and sweep["target"] == "crossfit"
+    assert sweep["runs"] == RUNS and sweep["kind"] == "linear" and sweep["target"] == "crossfit"
     assert set(sweep["baselines"]) == {"lightgbm", "linear", "quadratic"}
     # the split vectors are real: scores that vary with the split, beyond what the budget explains
     assert sweep["cv"]["spearman"] > 0.3
@@ -101,17 +105,19 @@ def test_the_proof_reports_every_method_paired_and_the_headroom_first(routed_dem
             assert {"delta_vs_random", "delta_se"} <= set(row)
 
 
-def test_at_a_quarter_of_the_demo_pairs_routing_beats_the_judge_and_the_oracle_shows_room(
+def test_at_a_quarter_of_the_demo_pairs_routing_beats_every_baseline_by_two_paired_ses(
     routed_demo,
 ):
-    """The demo's documented error pattern, paired over 10 seeds at 25%: the routed split beats
-    labelling everything with the judge, and an oracle that fixes the judge's errors beats a
-    random split, each by more than 3 paired SEs. Whether routed also beats random and all-human
-    changes from one sweep seed to the next on the demo (the README's routing section has the
-    figures and the reason), so it is not asserted here."""
+    """The demo's documented error pattern (people and the judge err on different pairs), proven
+    paired over 10 seeds: at 25% the routed split beats the best of all-LM, all-human and random
+    by at least 2 paired SEs, and each of them on its own; an oracle shows the room it works in.
+    docs/demo.md has the figures for other sweep seeds."""
     rows = routed_demo["proof"]
     routed = next(r for r in rows if r["method"] == "routed" and r["budget"] == 0.25)
-    assert routed["delta_vs_all_lm"] > 3 * routed["delta_vs_all_lm_se"], routed
+    assert routed["delta_vs_best"] >= 2 * routed["delta_vs_best_se"], routed
+    assert routed["delta_vs_random"] >= 2 * routed["delta_se"], routed
+    for end in ("all_lm", "all_human"):
+        assert routed[f"delta_vs_{end}"] >= 2 * routed[f"delta_vs_{end}_se"], (end, routed)
     oracle = next(r for r in rows if r["method"] == "oracle" and r["budget"] == 0.25)
     assert oracle["delta_vs_random"] > 3 * oracle["delta_se"], oracle
     assert next(r for r in rows if r["method"] == "headroom")["significant"]

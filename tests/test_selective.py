@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from curation.errors import CuratorError
 from curation.records import Annotation, Instance
+from curation.store import Store
+from curation.workspace import Workspace
 from routing.selective import (
     CalibrationItem,
     SelectiveConfig,
     apply,
     calibrate,
     calibration_items_from_store,
+    calibration_reference,
     cascade,
     coverage_curve,
     disagreement_upper_bound,
@@ -154,6 +158,73 @@ def test_store_items_pair_judge_labels_with_the_human_majority(store):
     ]
     assert escalated_instance_ids(store, "d", "j", 0.6) == [ids[2]]
     assert escalated_instance_ids(store, "d", "j", None) == ids
+
+
+def _gold_labelled(store, golds) -> list[int]:
+    """A dataset "g": per instance its gold, two people who say A and a judge that says B at 0.8."""
+    ds = store.create_dataset("g", kind="preference")["id"]
+    ids = store.insert_instances(
+        ds,
+        [
+            Instance(prompt=f"q{i}", response_a="a", response_b="b", uid=str(i), gold=gold)
+            for i, gold in enumerate(golds)
+        ],
+    )
+    labels = []
+    for instance_id in ids:
+        labels += [(instance_id, Annotation("human", p, overall=-2)) for p in ("ann", "bob")]
+        labels.append((instance_id, Annotation("lm", "j", overall=2, probs=[0.2, 0.8])))
+    store.add_annotations(labels)
+    return ids
+
+
+def test_a_dataset_with_gold_on_most_pairs_calibrates_against_gold_leaving_gold_ties_out(store):
+    """auto is routing's rule: with a gold side on at least half the pairs the judge is held to
+    gold, and a gold tie (no side to agree with) is no calibration item; human still means the
+    people's majority."""
+    ids = _gold_labelled(store, [2, 1, 0, -2])
+    assert calibration_reference(store, "g") == "gold"
+    gold = calibration_items_from_store(store, "g", "j")
+    assert [(int(i.item_id), i.human, i.agrees) for i in gold] == [
+        (ids[0], 1, True),
+        (ids[1], 1, True),
+        (ids[3], -1, False),
+    ]
+    people = calibration_items_from_store(store, "g", "j", reference="human")
+    assert [i.human for i in people] == [-1] * 4 and not any(i.agrees for i in people)
+
+
+def test_a_dataset_with_gold_on_few_pairs_calibrates_against_people_unless_told(store):
+    """Under half the pairs with a gold side: auto means people; gold can still be asked for, on
+    the pairs that have one; an aspect has no gold and an unknown reference is refused."""
+    ids = _gold_labelled(store, [2, None, None, 0])
+    assert calibration_reference(store, "g") == "human"
+    assert len(calibration_items_from_store(store, "g", "j")) == 4
+    only = calibration_items_from_store(store, "g", "j", reference="gold")
+    assert [int(i.item_id) for i in only] == [ids[0]]
+    assert calibration_reference(store, "g", aspect="helpful") == "human"
+    with pytest.raises(CuratorError, match="overall preferences"):
+        calibration_reference(store, "g", "gold", aspect="helpful")
+    with pytest.raises(CuratorError, match="reference 'crowd'"):
+        SelectiveConfig(reference="crowd").validate()
+
+
+def test_the_cli_says_what_a_dataset_was_calibrated_against(tmp_path):
+    """`curator calibrate DATASET` reports its reference in words and in the JSON; files are
+    people's preferences and cannot be held to gold."""
+    ws = tmp_path / "ws"
+    with Store.open(Workspace(ws).ensure()) as store:
+        _gold_labelled(store, [2] * 40)
+    args = ["calibrate", "g", "--alpha", "0.2", "-w", str(ws)]
+    report = json.loads(curator(*args, "--json").stdout)
+    assert report["reference"] == "gold" and report["coverage"] == 1.0
+    assert "calibrated against gold labels" in curator(*args).stdout
+    people = json.loads(curator(*args, "--reference", "human", "--json").stdout)
+    assert people["reference"] == "human" and people["abstained"]
+    path = tmp_path / "j.calibration.jsonl"
+    path.write_text('{"preferences": {"h": 1}, "probs": [0.9, 0.1]}\n')
+    refused = curator("calibrate", str(path), "--reference", "gold", check=False)
+    assert refused.returncode == 1 and "--reference gold" in refused.stderr
 
 
 # ---- the paper's released judge outputs ---------------------------------------------------------

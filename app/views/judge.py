@@ -19,17 +19,20 @@ from routing.selective import (
     SelectiveConfig,
     calibrate,
     calibration_items_from_store,
+    calibration_reference,
     coverage_curve,
     escalated_instance_ids,
     judges_in,
 )
+from routing.splits import REFERENCES
 
 state.require_page_role(state.CURATOR)
 st.title("Judges")
 st.caption(
-    "Trust or escalate: a judge's confidence threshold is calibrated on items people labelled, "
-    "so that with probability at least 1 - delta it agrees with people on at least 1 - alpha of "
-    "the items it keeps. What it does not keep goes to annotators."
+    "Trust or escalate: a judge's confidence threshold is calibrated on labelled items, "
+    "so that with probability at least 1 - delta it agrees with people (or with gold labels, "
+    "where the dataset has them) on at least 1 - alpha of the items it keeps. What it does not "
+    "keep goes to annotators."
 )
 store = state.store()
 datasets = [
@@ -115,7 +118,7 @@ judge = st.selectbox("Judge", judges, key="judges_judge")
 
 defaults = SelectiveConfig()
 fields = SelectiveConfig.__dataclass_fields__
-a, d = st.columns(2)
+a, d, r = st.columns(3)
 alpha = a.number_input(
     "alpha",
     0.01,
@@ -134,11 +137,18 @@ delta = d.number_input(
     key="judges_delta",
     help=fields["delta"].metadata["help"],
 )
+reference = r.selectbox(
+    "Calibrate against",
+    REFERENCES,
+    key="judges_reference",
+    help=fields["reference"].metadata["help"],
+)
 
 try:
+    against = calibration_reference(store, dataset, reference)
     items = state.memo(
-        ("calibration_items", dataset, judge),
-        lambda: calibration_items_from_store(store, dataset, judge),
+        ("calibration_items", dataset, judge, against),
+        lambda: calibration_items_from_store(store, dataset, judge, reference=against),
     )
 except CuratorError as exc:
     st.error(str(exc))
@@ -157,7 +167,14 @@ cols[3].metric(
     "–" if result.guaranteed_agreement is None else f"≥ {result.guaranteed_agreement:.2f}",
     help=f"holds with probability ≥ {1 - delta:.2f}",
 )
-st.caption(f"{result.n} calibration items (instances with both a human majority and this judge).")
+st.caption(
+    f"{result.n} calibration items, against "
+    + (
+        "gold labels (instances with a gold side and this judge's label; gold ties left out)."
+        if against == "gold"
+        else "the human majority (instances with both a human majority and this judge)."
+    )
+)
 
 curve = coverage_curve(items)
 if not curve.empty:
@@ -177,7 +194,7 @@ if not curve.empty:
         fig.add_vline(x=result.coverage, line_dash="dot", annotation_text="calibrated")
     fig.update_layout(
         xaxis_title="coverage (share kept)",
-        yaxis_title="agreement with people on kept items",
+        yaxis_title=f"agreement with {'gold' if against == 'gold' else 'people'} on kept items",
         height=380,
         margin={"t": 30},
     )
