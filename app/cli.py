@@ -192,9 +192,8 @@ def datasets_delete(
 @cli.command("presets")
 def presets_cmd(as_json: JsonOpt = False) -> None:
     """List the import presets (known schemas) and the fields each maps."""
-    from curation.presets import PRESETS, _load_all
+    from curation.presets import PRESETS
 
-    _load_all()
     rows = [
         {
             "name": p.name,
@@ -262,7 +261,7 @@ def import_cmd(
     from tqdm import tqdm
 
     from curation.importer import ImportOptions, import_path
-    from curation.presets import parse_mapping
+    from curation.preset_fields import parse_mapping
     from curation.value_maps import parse_value_maps
 
     if append and replace:
@@ -349,7 +348,7 @@ def labels_import_cmd(
 ) -> None:
     """Attach a file's labels (a judge's verdicts, another team's) to a dataset's pairs."""
     from curation.label_import import LabelImportOptions, import_labels
-    from curation.presets import parse_mapping
+    from curation.preset_fields import parse_mapping
     from curation.value_maps import parse_value_maps
 
     options = LabelImportOptions(

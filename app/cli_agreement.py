@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from app.cli import JsonOpt, WorkspaceOpt, _store
+from app.cli_options import ConfigSettings, config_command
+from curation.agreement import AgreementConfig, AspectAgreement, dataset_agreement, export_report
 from curation.errors import CuratorError
-from curation.labels import ASPECTS
 
-if TYPE_CHECKING:
-    from curation.agreement import AspectAgreement
-
-# The measures load scipy and statsmodels; they are imported when the command runs, so that
-# every other `curator` command starts without them. Choices mirror curation.agreement's.
-SCALE_CHOICES = ("verdict", "five")
-ALPHA_CHOICES = ("ordinal", "nominal", "interval")
 BY_CHOICES = ("domain", "annotator", "feature")
 
 
@@ -68,67 +62,28 @@ def _print_aspect(result: AspectAgreement, by: str | None) -> None:
             )
 
 
+@config_command(AgreementConfig)
 def agreement_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset whose labels are compared.")],
+    settings: ConfigSettings,
     workspace: WorkspaceOpt = None,
-    aspect: Annotated[
-        str | None,
-        typer.Option(help=f"Only this aspect ({', '.join(ASPECTS)}); default: every labelled one."),
-    ] = None,
-    scale: Annotated[
-        str,
-        typer.Option(
-            help="verdict: compare A / tie / B ('clearly' and 'slightly' collapse); "
-            "five: compare the full -2..2 scale."
-        ),
-    ] = "verdict",
     by: Annotated[
         str | None,
         typer.Option(
             help="Also show the breakdown by domain, annotator or feature (needs --feature)."
         ),
     ] = None,
-    feature: Annotated[
-        str | None,
-        typer.Option(help="Also break down by this feature or tag (its values are the groups)."),
-    ] = None,
-    alpha_level: Annotated[
-        str, typer.Option(help="Krippendorff's alpha level: ordinal, nominal or interval.")
-    ] = "ordinal",
-    exclude_ties: Annotated[
-        bool, typer.Option(help="Leave out comparisons in which a side says tie.")
-    ] = False,
-    accepted_only: Annotated[
-        bool,
-        typer.Option(
-            "--accepted-only",
-            help="Count only people's labels a reviewer accepted (rejected ones never count).",
-        ),
-    ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the report (.json or .csv).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Agreement between annotators, and between LM judges and the human majority."""
-    from curation.agreement import AgreementConfig, dataset_agreement, export_report
-
-    if scale not in SCALE_CHOICES:
-        raise CuratorError(f"--scale must be one of {', '.join(SCALE_CHOICES)}, not {scale!r}")
-    if alpha_level not in ALPHA_CHOICES:
-        raise CuratorError(f"--alpha-level must be one of {', '.join(ALPHA_CHOICES)}")
+    config = settings.build()
     if by is not None and by not in BY_CHOICES:
         raise CuratorError(f"--by must be one of {', '.join(BY_CHOICES)}, not {by!r}")
-    if by == "feature" and not feature:
+    if by == "feature" and not config.feature:
         raise CuratorError("--by feature needs --feature NAME")
-    config = AgreementConfig(
-        scale=scale,
-        aspects=(aspect,) if aspect else (),
-        alpha_level=alpha_level,
-        exclude_ties=exclude_ties,
-        feature=feature,
-        accepted_only=accepted_only,
-    )
     with _store(workspace, create=False) as store:
         report = dataset_agreement(store, dataset, config)
     if out is not None:
@@ -139,10 +94,9 @@ def agreement_cmd(
     if not report.aspects:
         typer.echo(f"{dataset!r} has no labels yet")
         return
-    typer.echo(
-        f"agreement in {dataset!r} ({scale} scale" + (", ties left out)" if exclude_ties else ")")
-    )
-    group_key = f"feature:{feature}" if by == "feature" else by
+    ties = ", ties left out)" if config.exclude_ties else ")"
+    typer.echo(f"agreement in {dataset!r} ({config.scale} scale{ties}")
+    group_key = f"feature:{config.feature}" if by == "feature" else by
     for result in report.aspects:
         _print_aspect(result, group_key)
     if out is not None:

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from app.cli import JsonOpt, WorkspaceOpt, _store
+from app.cli_options import ConfigSettings, config_command
 from curation.errors import CuratorError
+from routing.selective import SelectiveConfig
 
 if TYPE_CHECKING:
     from routing.selective import Calibration, Cascade
-
-# scipy loads with routing.selective, so it is imported when the command runs.
 
 
 REFERENCE_WORDS = {"human": "the human majority", "gold": "gold labels (gold ties left out)"}
@@ -61,6 +61,7 @@ def _print_cascade(result: Cascade) -> None:
         )
 
 
+@config_command(SelectiveConfig)
 def calibrate_cmd(
     sources: Annotated[
         list[str],
@@ -70,12 +71,7 @@ def calibrate_cmd(
             show_default=False,
         ),
     ],
-    alpha: Annotated[
-        float, typer.Option(help="Tolerated disagreement with people (target 1 - alpha).")
-    ] = 0.15,
-    delta: Annotated[
-        float, typer.Option(help="Chance the guarantee may fail (it holds w.p. 1 - delta).")
-    ] = 0.1,
+    settings: ConfigSettings,
     judge: Annotated[
         list[str] | None,
         typer.Option(
@@ -83,18 +79,9 @@ def calibrate_cmd(
             "(default: the dataset's only judge)."
         ),
     ] = None,
-    grid_size: Annotated[
-        int, typer.Option(help="Number of candidate thresholds on [0, 1].")
-    ] = 5000,
-    min_kept: Annotated[
-        int, typer.Option(help="A threshold is tested only if it keeps this many items.")
-    ] = 30,
     keep_top: Annotated[
         bool,
-        typer.Option(
-            help="When no threshold passes, keep the highest one anyway, uncertified (the "
-            "authors' released code does this)."
-        ),
+        typer.Option(help="Same as --if-none-pass keep_top (kept for scripts)."),
     ] = False,
     union_bound: Annotated[
         bool,
@@ -115,20 +102,11 @@ def calibrate_cmd(
     overlap: Annotated[
         int, typer.Option(help="Annotators per escalated instance (with --escalate-to).")
     ] = 1,
-    reference: Annotated[
-        str,
-        typer.Option(
-            help="Dataset mode: what the judge must agree with: human (people's majority), gold "
-            "(the pairs' gold side), or auto (gold where at least half the pairs carry one, "
-            "else human, as routing's proof). Files are always people's preferences."
-        ),
-    ] = "auto",
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Calibrate judge confidence thresholds so kept verdicts agree with people at 1 - alpha."""
     from routing.selective import (
-        SelectiveConfig,
         calibrate,
         calibration_items_from_store,
         calibration_reference,
@@ -137,14 +115,10 @@ def calibrate_cmd(
         load_calibration_jsonl,
     )
 
-    config = SelectiveConfig(
-        alpha=alpha,
-        delta=delta,
-        grid_size=grid_size,
-        min_kept=min_kept,
-        if_none_pass="keep_top" if keep_top else "abstain",
-        reference=reference,
-    ).validate()
+    if keep_top:
+        settings.values["if_none_pass"] = "keep_top"
+    config = settings.build()
+    alpha, delta = config.alpha, config.delta
     files = [Path(s) for s in sources]
     annotators = [n.strip() for value in escalate_to or () for n in value.split(",") if n.strip()]
     if escalate_to is not None and not (len(sources) == 1 and not files[0].is_file()):

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli import JsonOpt, WorkspaceOpt, _store
+from app.cli_options import ConfigSettings, config_command
 from curation.errors import CuratorError
 from curation.workspace import Workspace
 
@@ -38,76 +39,27 @@ def _cli_user() -> str:
         return "cli"
 
 
-# ---- options from a config dataclass --------------------------------------------------------
-
-
-def config_options(config_cls: type) -> list[inspect.Parameter]:
-    """One ``--option`` per field of a config dataclass, with its help text and default."""
-    from training.config import config_fields
-
-    params = []
-    for f in config_fields(config_cls):
-        kind = list[str] if f.kind is tuple else f.kind
-        default = (list(f.default) or None) if isinstance(f.default, tuple) else f.default
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if kind is bool else [flag]
-        option = typer.Option(*decls, help=f.help)
-        optional = f.optional or f.kind is tuple
-        annotation = Annotated[kind | None if optional else kind, option]
-        params.append(
-            inspect.Parameter(
-                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-            )
-        )
-    return params
-
-
 def _train_command(kind: str) -> Any:
     from training.config import config_class
 
     config_cls = config_class(kind)
 
-    def command(**values: Any) -> None:
-        workspace = values.pop("workspace")
-        retries = values.pop("retries")
-        wait = values.pop("wait")
-        as_json = values.pop("as_json")
-        fields = {f.name for f in dataclasses.fields(config_cls)}
-        given = {k: v for k, v in values.items() if k in fields and v is not None}
-        config = config_cls(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-        ).validate()
+    def command(
+        settings: ConfigSettings,
+        workspace: WorkspaceOpt = None,
+        retries: Annotated[
+            int, typer.Option(help="Requeue this often if the worker dies mid-run.")
+        ] = 0,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Block until the job ends (starts a worker).")
+        ] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        config = settings.build()
         _launch(kind, config, workspace, retries=retries, wait=wait, as_json=as_json)
 
-    extra = [
-        inspect.Parameter(
-            "workspace", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=WorkspaceOpt
-        ),
-        inspect.Parameter(
-            "retries",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=0,
-            annotation=Annotated[
-                int, typer.Option(help="Requeue this often if the worker dies mid-run.")
-            ],
-        ),
-        inspect.Parameter(
-            "wait",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[
-                bool, typer.Option("--wait", help="Block until the job ends (starts a worker).")
-            ],
-        ),
-        inspect.Parameter(
-            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
-        ),
-    ]
-    params = config_options(config_cls) + extra
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = (inspect.getdoc(config_cls) or f"Train a {kind} model.").splitlines()[0]
-    return command
+    return config_command(config_cls)(command)
 
 
 def enqueue_and_report(
@@ -184,6 +136,19 @@ def worker_cmd(
     ray: Annotated[
         str | None, typer.Option("--ray", help="Submit jobs to this Ray cluster (Jobs API URL).")
     ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="With --ray: where jobs write artefacts, a folder or an fsspec URL "
+            "(default: the workspace's runs/ folder)."
+        ),
+    ] = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            help="With --ray: custom Ray resources per job as JSON, e.g. '{\"gpu_node\": 1}'."
+        ),
+    ] = None,
     poll: Annotated[float, typer.Option(help="Seconds between looks at the queue.")] = 1.0,
     stale_after: Annotated[
         float, typer.Option(help="Seconds without a heartbeat before a job counts as lost.")
@@ -209,8 +174,17 @@ def worker_cmd(
     if ray:
         from training.ray_worker import RayWorkerConfig, run_ray_worker
 
+        try:
+            wanted = json.loads(resources) if resources else {}
+        except ValueError as exc:
+            raise CuratorError(f"--resources must be JSON, e.g. '{{\"far\": 1}}': {exc}") from exc
         ray_config = RayWorkerConfig(
-            poll_s=poll, once=once, idle_exit_s=idle_exit, stale_after_s=stale_after
+            poll_s=poll,
+            once=once,
+            idle_exit_s=idle_exit,
+            stale_after_s=stale_after,
+            storage=storage,
+            resources={str(k): float(v) for k, v in dict(wanted).items()},
         )
         done = run_ray_worker(ws, ray, ray_config)
         typer.echo(f"worker ran {done} job(s) on {ray}")

@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from app.cli import JsonOpt, WorkspaceOpt, _store
+from app.cli_options import ConfigSettings, config_command
+from curation.coverage import CoverageConfig
+from curation.decontam import DecontamConfig
 from curation.workspace import Workspace
 
 mix_app = typer.Typer(
@@ -41,7 +44,8 @@ def build_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Build a spec into a new mixture version and print its manifest (with the content hash)."""
-    from curation.mixtures import build_mixture, load_spec
+    from curation.mixtures import load_spec
+    from training.mix_job import build_mixture
 
     parsed = load_spec(spec)
     with _store(workspace, create=False) as store:
@@ -169,6 +173,7 @@ def export_cmd(
         typer.echo(f"wrote {report['rows']:,} rows of {report['mixture']} to {report['path']}")
 
 
+@config_command(DecontamConfig, exclude=("action",))
 def decontam_cmd(
     names: Annotated[
         list[str],
@@ -178,6 +183,7 @@ def decontam_cmd(
             metavar="DATASET",
         ),
     ],
+    settings: ConfigSettings,
     against: Annotated[
         list[str] | None,
         typer.Option(
@@ -190,26 +196,17 @@ def decontam_cmd(
     field: Annotated[
         str | None, typer.Option(help="Prompt field of eval files (default: detected).")
     ] = None,
-    ngram: Annotated[int, typer.Option(help="Words per n-gram (Tulu 3: 8).")] = 8,
-    threshold: Annotated[
-        float, typer.Option(help="Share of an eval prompt's tokens that makes an overlap.")
-    ] = 0.5,
-    source_threshold: Annotated[
-        float, typer.Option(help="Share of an eval set a source may overlap before it is flagged.")
-    ] = 0.02,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a dataset's prompts against eval sets with the Tulu 3 8-gram rule."""
-    from curation.decontam import DecontamConfig, decontaminate, load_prompt_set
+    from curation.decontam import decontaminate, load_prompt_set
     from curation.errors import CuratorError
 
     dataset, extra = names[0], names[1:]
     targets = _split([*(against or []), *extra])
     if not targets:
         raise CuratorError("name the eval sets to check against: --against EVAL...")
-    config = DecontamConfig(
-        ngram=ngram, threshold=threshold, source_threshold=source_threshold, action="report"
-    ).validate()
+    config = settings.build(action="report")  # this command reports; a mixture's spec acts
     ws = Workspace.resolve(workspace)
     with _store(ws, create=False) as store:
         texts, sources = _training_prompts(store, dataset, field)
@@ -252,55 +249,34 @@ def _training_prompts(store, dataset: str, field: str | None) -> tuple[list[str]
     return texts, sources
 
 
+@config_command(CoverageConfig)
 def coverage_cmd(
     datasets: Annotated[
         list[str], typer.Argument(help="Datasets (or files) whose prompts to map.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    settings: ConfigSettings,
     workspace: WorkspaceOpt = None,
     group_by: Annotated[
         str, typer.Option(help="dataset, or split datasets by their source or subset column.")
     ] = "dataset",
     color: Annotated[str, typer.Option(help="Colour points by source or cluster.")] = "source",
-    per_source: Annotated[int, typer.Option(help="Prompts sampled per source.")] = 500,
-    k: Annotated[
-        int | None, typer.Option(help="Exactly this many clusters (default: best silhouette).")
-    ] = None,
-    k_max: Annotated[int, typer.Option(help="Most clusters tried.")] = 12,
-    reducer: Annotated[str, typer.Option(help="umap or pca.")] = "umap",
-    cluster_on: Annotated[
-        str, typer.Option(help="Cluster the MiniLM vectors (embedding) or the 2-D map (map).")
-    ] = "embedding",
     naming: Annotated[
         str, typer.Option(help="Cluster names: terms (c-TF-IDF), tags (embedding tagger), lm-tags.")
     ] = "terms",
     field: Annotated[
         str | None, typer.Option(help="Prompt field of files (default: detected).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of sampling, UMAP and k-means.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed prompts (MiniLM), map them to 2-D (UMAP), cluster (k-means, k by silhouette) and
     write an HTML map with each source's share of each cluster."""
-    from curation.coverage import (
-        CoverageConfig,
-        coverage_map,
-        coverage_prompts,
-        name_by_tags,
-        write_html,
-    )
+    from curation.coverage import coverage_map, coverage_prompts, name_by_tags, write_html
     from curation.errors import CuratorError
 
     if naming not in ("terms", "tags", "lm-tags"):
         raise CuratorError(f"naming must be terms, tags or lm-tags, not {naming!r}")
-    config = CoverageConfig(
-        per_source=per_source,
-        k=k,
-        k_max=max(k_max, 2),
-        reducer=reducer,
-        cluster_on=cluster_on,
-        seed=seed,
-    )
+    config = settings.build()
     ws = Workspace.resolve(workspace)
     if ws.exists():
         with _store(ws, create=False) as store:
@@ -309,7 +285,7 @@ def coverage_cmd(
         sets = coverage_prompts(None, datasets, group_by=group_by, field=field)
     cmap = coverage_map(sets, config, workspace=ws if ws.exists() else None)
     if naming != "terms":
-        from routing.embeddings import Encoder
+        from curation.embeddings import Encoder
         from routing.features import FeatureConfig
         from routing.taggers import make_tagger
 

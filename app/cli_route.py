@@ -8,65 +8,28 @@ from typing import Annotated
 import typer
 
 from app.cli import JsonOpt, WorkspaceOpt, _fail, _store, progress_bar
+from app.cli_options import ConfigSettings, config_command
 from curation.workspace import Workspace
+from routing.features import FeatureConfig, compute_features
+from routing.router import RouteConfig, default_method, route, save_plan
+from routing.sweeps import SweepConfig, run_sweep, sweep_info
+
+BackgroundOpt = Annotated[
+    bool, typer.Option("--background", help="Run as a background job; print its id.")
+]
 
 
+@config_command(FeatureConfig)
 def features_cmd(
     dataset: Annotated[str, typer.Argument(help="Preference dataset whose pairs to describe.")],
+    settings: ConfigSettings,
     workspace: WorkspaceOpt = None,
-    tagger: Annotated[
-        str, typer.Option(help="embedding (fast, default), lm (a judge model answers), none.")
-    ] = "embedding",
-    encoder: Annotated[
-        str | None, typer.Option(help="Sentence encoder (default: the embedded MiniLM).")
-    ] = None,
-    tagger_backend: Annotated[
-        str, typer.Option(help="LM tagger: transformers, vllm or openai.")
-    ] = "transformers",
-    tagger_model: Annotated[
-        str | None, typer.Option(help="LM tagger model (default: the embedded SmolLM2).")
-    ] = None,
-    tagger_url: Annotated[str | None, typer.Option(help="LM tagger server (openai).")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 256,
-    device: Annotated[str, typer.Option(help="Where the encoder runs: cpu, cuda or auto.")] = "cpu",
-    batch_size: Annotated[
-        int, typer.Option(help="Texts per encoder forward pass (raise it on a GPU, e.g. 256).")
-    ] = 16,
-    judge: Annotated[
-        str | None,
-        typer.Option(
-            help="LM judge whose confidence and order flips become features "
-            "(default: the one with the most labels)."
-        ),
-    ] = None,
-    domain: Annotated[
-        bool,
-        typer.Option(
-            "--domain/--no-domain",
-            help="Use the dataset's own domain column (a source, a subset) as a feature.",
-        ),
-    ] = True,
-    background: Annotated[
-        bool, typer.Option("--background", help="Run as a background job; print its id.")
-    ] = False,
+    background: BackgroundOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute and store the routing features (lexical measures in thirds, prompt tags, the
     judge's own signals, the pair's domain)."""
-    from routing.embeddings import EncoderConfig
-    from routing.features import FeatureConfig, compute_features
-
-    config = FeatureConfig(
-        encoder=EncoderConfig(
-            encoder=encoder, max_length=max_length, batch_size=batch_size, device=device
-        ),
-        tagger=tagger,
-        tagger_backend=tagger_backend,
-        tagger_model=tagger_model,
-        tagger_url=tagger_url,
-        judge=judge,
-        domain=domain,
-    )
+    config = settings.build()
     ws = Workspace.resolve(workspace)
     with _store(ws, create=False) as store:
         store.dataset(dataset)
@@ -97,34 +60,15 @@ def features_cmd(
         typer.echo(line)
 
 
+@config_command(SweepConfig, computed=("target",))
 def sweep_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset labelled by both humans and an LM.")],
+    settings: ConfigSettings,
     eval_set: Annotated[
         str | None,
         typer.Option("--eval", help="RewardBench-format eval dataset (implies --target eval)."),
     ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="crossfit (cross-fitted agreement with gold or the human majority on "
-            "the dataset's own pairs) or eval (default: eval with --eval, "
-            "else crossfit)."
-        ),
-    ] = None,  # fmt: skip
-    runs: Annotated[int, typer.Option(help="Reward models to train.")] = 200,
     workspace: WorkspaceOpt = None,
-    sampler: Annotated[str, typer.Option(help="grouped, uniform or mixed.")] = "grouped",
-    seed: Annotated[int, typer.Option(help="Seed of the split draws.")] = 0,
-    folds: Annotated[int, typer.Option(help="crossfit: folds.")] = 5,
-    representation: Annotated[
-        str, typer.Option(help="Probe's representation: tfidf, minilm or tfidf+minilm.")
-    ] = "tfidf",
-    judge: Annotated[
-        str | None, typer.Option(help="LM judge whose labels to use (default: the most used).")
-    ] = None,
-    slight: Annotated[
-        str, typer.Option(help="collapse ('A slightly' counts as A) or drop.")
-    ] = "collapse",
     kind: Annotated[
         str | None,
         typer.Option(
@@ -133,41 +77,21 @@ def sweep_cmd(
         ),
     ] = None,  # fmt: skip
     add_to: Annotated[int | None, typer.Option(help="Add the runs to this existing sweep.")] = None,
-    scorer: Annotated[
-        str,
-        typer.Option(
-            help="probe (fast, default) or reward_model (a full reward model a run; "
-            "needs --background and --eval)."
-        ),
-    ] = "probe",
     reward_steps: Annotated[
         int, typer.Option(help="reward_model: optimiser steps per run (-1: one epoch).")
     ] = -1,
-    background: Annotated[
-        bool, typer.Option("--background", help="Run as a background job; print its id.")
-    ] = False,
+    background: BackgroundOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train reward probes on sampled human/LM splits, score them, fit the performance predictor."""
+    """Train reward probes on sampled human/LM splits, score them, fit the performance predictor.
+    The target is eval where --eval names an eval set, else crossfit."""
     from routing.ppm import DEFAULT_KIND, PPMConfig, train_ppm
-    from routing.reward_probe import ProbeConfig
-    from routing.splits import LabelConfig
-    from routing.sweeps import SweepConfig, run_sweep, sweep_info
 
     kind = kind or DEFAULT_KIND
-    config = SweepConfig(
-        runs=runs,
-        sampler=sampler,
-        seed=seed,
-        scorer=scorer,
-        target=target or ("eval" if eval_set else "crossfit"),
-        folds=folds,
-        labels=LabelConfig(slight=slight, judge=judge),
-        probe=ProbeConfig(representation=representation),
-    ).validate()
+    config = settings.build(target="eval" if eval_set else "crossfit")
     if config.target == "eval" and eval_set is None and add_to is None:
         raise _fail("name the eval set: --eval EVALSET (a RewardBench-format dataset)")
-    if scorer != "probe" and not background:
+    if config.scorer != "probe" and not background:
         raise _fail("a reward_model sweep trains a model per run: run it with --background")
     with _store(workspace, create=False) as store:
         if background:
@@ -215,24 +139,14 @@ def sweep_cmd(
     typer.echo("Prove it before you trust it: `curator route " + dataset + " --evaluate`.")
 
 
+@config_command(RouteConfig, computed=("method",))
 def route_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset to route (its features must exist).")],
-    budget: Annotated[
-        float, typer.Option(help="Human share (0-1) or a number of instances.")
-    ] = 0.25,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="topk, simulated or greedy (default: topk for a linear predictor, "
-            "simulated for the others)."
-        ),
-    ] = None,  # fmt: skip
+    settings: ConfigSettings,
     workspace: WorkspaceOpt = None,
     ppm: Annotated[
         int | None, typer.Option(help="Predictor id (default: the newest for the dataset).")
     ] = None,
-    candidates: Annotated[int, typer.Option(help="simulated: candidate splits.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Tie-breaking and candidate draws.")] = 0,
     evaluate: Annotated[
         bool,
         typer.Option(
@@ -250,11 +164,11 @@ def route_cmd(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Choose the instances that go to humans and store the plan (or, with --evaluate, prove it)."""
+    """Choose the instances that go to humans and store the plan (or, with --evaluate, prove it).
+    The method is topk for a linear predictor, simulated for the others, unless --method says."""
     from curation.errors import CuratorError
     from routing.evaluation import EvaluateConfig, prove_predictor, routing_table
     from routing.ppm import load_ppm
-    from routing.router import RouteConfig, default_method, route, save_plan
 
     with _store(workspace, create=False) as store:
         store.dataset(dataset)
@@ -265,8 +179,8 @@ def route_cmd(
                 predictor = load_ppm(store)
         else:
             predictor = load_ppm(store, ppm)
-        method = method or default_method(predictor.kind)
-        route_config = RouteConfig(method=method, budget=budget, candidates=candidates, seed=seed)
+        route_config = settings.build(method=default_method(predictor.kind))
+        method = route_config.method
         if evaluate:
             config = EvaluateConfig(seeds=seeds, route=route_config)
             with progress_bar("evaluate", "model", quiet=as_json) as progress:

@@ -146,9 +146,7 @@ def assign_cmd(
     flt = InstanceFilter.parse(where, dataset=dataset) if where else None
     with _store(workspace, create=False) as store:
         if plan is not None:
-            if store.dataset(dataset)["id"] != _plan_dataset_id(store, plan):
-                raise CuratorError(f"route plan {plan} is not a plan for {dataset!r}")
-            counts = assign_plan(store, plan, names, overlap=overlap)
+            counts = assign_plan(store, dataset, plan, names, overlap=overlap)
         else:
             counts = assign(store, dataset, names, overlap=overlap, flt=flt, limit=limit)
     if as_json:
@@ -160,15 +158,6 @@ def assign_cmd(
     )
     for name, n in counts["per_user"].items():
         typer.echo(f"  {name:<24} +{n}")
-
-
-def _plan_dataset_id(store, plan_id: int) -> int | None:
-    row = store.conn.execute(
-        "SELECT dataset_id FROM route_plans WHERE id = ?", (plan_id,)
-    ).fetchone()
-    if row is None:
-        raise CuratorError(f"no route plan with id {plan_id}")
-    return row[0]
 
 
 @flags_app.command("list")

@@ -1,8 +1,9 @@
 """A Streamlit form section built from a config dataclass: one input per field, with its help.
 
-The trainers' configs (:mod:`training.config`) feed the CLI's options, the job spec and this form,
-so a setting is declared once. Field types are str, int, float, bool, their ``| None`` forms and
-``tuple[str, ...]``; an optional field left empty is None.
+A config dataclass (a trainer's, :mod:`training.config`) feeds the CLI's options, the job spec and
+this form through :mod:`curation.configs`, so a setting is declared once. Field types are str,
+int, float, bool, their ``| None`` forms and ``tuple[str, ...]``; an optional field left empty is
+None.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from training.config import ConfigField, config_fields
+from curation.configs import ConfigField, config_fields
 
 NONE_CHOICE = "(none)"
 
@@ -75,7 +76,7 @@ def config_inputs(
     columns: int = 3,
 ) -> dict[str, Any]:
     """Inputs for every field of ``config_cls`` (inside the caller's ``st.form``); returns the
-    values by field name, ready for ``config_cls(**values)``.
+    values by field name, ready for ``curation.configs.build_config(config_cls, values)``.
 
     ``choices`` turns a field into a select box (with "(none)" when optional), ``format_choice``
     labels its options, ``defaults`` replaces the dataclass's defaults; ``primary`` fields come first and the rest fold into "More settings".

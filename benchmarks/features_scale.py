@@ -64,9 +64,9 @@ def machine(device: str) -> dict[str, Any]:
 def timed_features(pairs: int, device: str, batch_size: int, encoder: str | None, seed: int):
     """Build a fresh demo of ``pairs`` pairs and time compute_features on it, stage by stage."""
     from curation.demo import build_demo
+    from curation.embeddings import EncoderConfig
     from curation.store import Store
     from curation.workspace import Workspace
-    from routing.embeddings import EncoderConfig
     from routing.features import FeatureConfig, compute_features
 
     folder = Path(tempfile.mkdtemp(prefix="features-scale-"))

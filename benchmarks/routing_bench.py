@@ -181,7 +181,7 @@ def _tiled(texts, n: int):
 
 def _encode_pass(encoder, texts, chunk: int) -> tuple[float, float, int]:
     """(b) encoding and (c) greedy matching as lexical_measures does them, chunk by chunk."""
-    from routing.embeddings import greedy_match_f1
+    from curation.embeddings import greedy_match_f1
 
     encode_s = match_s = 0.0
     n = len(texts)
@@ -564,7 +564,7 @@ def main() -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "config": vars(args),
     }
-    from routing.embeddings import Encoder
+    from curation.embeddings import Encoder
 
     started = time.perf_counter()
     store, built = open_demo(args.pairs, args.seed, args.rebuild)

@@ -117,6 +117,7 @@ def label_stats(labels) -> dict[str, Any]:
 
 
 def run_case(store, dataset: str, judge: str, args) -> dict[str, Any]:
+    from curation.pairs import LabelConfig
     from routing.evaluation import (
         EvaluateConfig,
         evaluate_routing,
@@ -128,7 +129,6 @@ def run_case(store, dataset: str, judge: str, args) -> dict[str, Any]:
     from routing.ppm import PPMConfig, train_ppm
     from routing.reward_probe import ProbeConfig
     from routing.router import RouteConfig, default_method
-    from routing.splits import LabelConfig
     from routing.sweeps import SweepConfig, SweepData, SweepRuns, run_sweep
 
     started = time.perf_counter()

@@ -50,7 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from routing.embeddings import Encoder, EncoderConfig  # noqa: E402
+from curation.embeddings import Encoder, EncoderConfig  # noqa: E402
 from routing.taggers import UNKNOWN, EmbeddingTagger, TagFloor, load_taxonomy  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

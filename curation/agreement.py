@@ -77,7 +77,10 @@ class AgreementConfig:
     )
     aspects: tuple[str, ...] = field(
         default=(),
-        metadata={"help": "aspects to measure (default: every aspect that has labels)"},
+        metadata={
+            "help": "aspects to measure, repeatable (default: every aspect that has labels)",
+            "cli": "--aspect",
+        },
     )
     alpha_level: str = field(
         default="ordinal",

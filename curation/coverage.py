@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from curation.decontam import PromptSet, load_prompt_set, user_text
+from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig
 from curation.errors import CuratorError
 
 if TYPE_CHECKING:
@@ -249,8 +250,6 @@ def embed_prompts(
     workspace: Any = None,
 ) -> np.ndarray:
     """Unit-length MiniLM vectors of prompts, cached in the workspace when one is given."""
-    from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig
-
     model = Encoder(EncoderConfig(encoder=encoder, max_length=max_length))
     if workspace is None:
         return model.encode(list(texts)).vectors

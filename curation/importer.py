@@ -18,7 +18,8 @@ from typing import Any
 
 from curation.datasets import clear_dataset_contents
 from curation.errors import CuratorError, ImportFailed, Problem
-from curation.presets import FieldError, Preset, apply_mapping, detect_preset, get_preset
+from curation.preset_fields import FieldError, Preset, apply_mapping
+from curation.presets import detect_preset, get_preset
 from curation.readers import RowError, open_source
 from curation.records import ImportedItem
 from curation.store import Store

@@ -19,7 +19,7 @@ from typing import Any
 
 from curation.errors import CuratorError, ImportFailed, Problem
 from curation.labels import ASPECTS, CONFIDENCE_LEVELS, flip
-from curation.presets import FieldError, apply_mapping, optional_text, preference, uid_of
+from curation.preset_fields import FieldError, apply_mapping, optional_text, preference, uid_of
 from curation.readers import RowError, open_source
 from curation.records import ANNOTATOR_KINDS, Annotation
 from curation.store import Store

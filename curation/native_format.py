@@ -20,7 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from curation.labels import SCALE
-from curation.presets import FieldError, Preset, register, text
+from curation.preset_fields import FieldError, Preset, register, text
 from curation.records import DATASET_KINDS, Annotation, ImportedItem, Instance, validate_messages
 
 NATIVE_VERSION = 1

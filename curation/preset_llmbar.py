@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import CuratorError
-from curation.presets import FieldError, Preset, register, require, text
+from curation.preset_fields import FieldError, Preset, register, require, text
 from curation.records import Annotation, ImportedItem, Instance
 
 LLMBAR_SUBSETS = (

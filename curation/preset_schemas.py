@@ -20,7 +20,7 @@ from typing import Any
 
 from curation.errors import CuratorError
 from curation.labels import parse_preference
-from curation.presets import (
+from curation.preset_fields import (
     FieldError,
     Preset,
     json_safe,

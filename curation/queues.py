@@ -29,6 +29,7 @@ from typing import Any
 
 from curation.errors import CuratorError
 from curation.labels import ASPECTS
+from curation.pairs import plan_instances
 from curation.records import Annotation
 from curation.store import InstanceFilter, Store, _chunks
 from curation.users import PermissionDenied, User, get_user
@@ -202,33 +203,20 @@ def assign(
 
 
 def assign_plan(
-    store: Store, plan_id: int, annotators: list[str], *, overlap: int = 1
+    store: Store, dataset: str, plan_id: int, annotators: list[str], *, overlap: int = 1
 ) -> dict[str, Any]:
-    """Queue the instances a route plan sends to humans (its ``target = 'human'`` items).
+    """Queue the instances a route plan of ``dataset`` sends to humans (its ``target = 'human'``
+    items); a plan made for another dataset is refused.
 
     The plan's items are taken by descending gain (the instances that benefit most from a
     person come first), and the assignments remember the plan they came from.
     """
-    plan = store.conn.execute(
-        "SELECT p.id, d.name AS dataset FROM route_plans p JOIN datasets d ON d.id = p.dataset_id "
-        "WHERE p.id = ?",
-        (plan_id,),
-    ).fetchone()
-    if plan is None:
-        raise CuratorError(f"no route plan with id {plan_id}")
-    ids = [
-        row[0]
-        for row in store.conn.execute(
-            "SELECT instance_id FROM route_plan_items WHERE plan_id = ? AND target = 'human' "
-            "ORDER BY coalesce(gain, 0) DESC, instance_id",
-            (plan_id,),
-        )
-    ]
+    ids = plan_instances(store, plan_id, dataset, "human")
     if not ids:
         raise CuratorError(f"route plan {plan_id} sends no instance to humans")
     return assign(
         store,
-        plan["dataset"],
+        dataset,
         annotators,
         overlap=overlap,
         instance_ids=ids,

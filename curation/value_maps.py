@@ -17,7 +17,7 @@ from typing import Any
 
 from curation.errors import CuratorError
 from curation.labels import parse_preference
-from curation.presets import FieldError
+from curation.preset_fields import FieldError
 
 # {field: {raw code as text: the value the preset reads}}
 ValueMaps = dict[str, dict[str, str]]

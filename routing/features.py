@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig, greedy_match_f1
 from curation.errors import CuratorError
 from curation.store import Store
 from routing.binning import bin_label, percentile_ranks
-from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig, greedy_match_f1
 from routing.judge_signals import NAMES as JUDGE_NAMES
 from routing.judge_signals import JudgeSignals, judge_feature_rows
 from routing.taggers import UNKNOWN, TagDimension, load_taxonomy, make_tagger, tag_status

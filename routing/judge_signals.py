@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CuratorError
+from curation.pairs import busiest_judge
 from curation.preset_llmbar import ORDERS, llmbar_judge
 from curation.store import Store
 from routing.binning import bin_label, percentile_ranks
-from routing.splits import busiest_judge
 
 CONFIDENCE = "judge_confidence"
 POSITION = "judge_position"
@@ -103,7 +103,7 @@ def _loads(text: str | None) -> Any:
 
 @dataclass
 class JudgeSignals:
-    """Per instance (in id order, as ``routing.splits.SplitLabels``) the judge's confidence in its
+    """Per instance (in id order, as ``curation.pairs.SplitLabels``) the judge's confidence in its
     verdict (NaN unknown) and whether the verdict flips with the order (1, 0, or -1 unknown)."""
 
     instance_ids: np.ndarray

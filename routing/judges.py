@@ -58,10 +58,15 @@ class Judge:
         metadata={"help": "Shipped template (pairwise, multipref) or a .yaml/.md/.txt file."},
     )
     aspects: tuple[str, ...] = field(
-        default=("overall",), metadata={"help": "MultiPref aspects to judge."}
+        default=("overall",),
+        metadata={"help": "MultiPref aspects to judge (repeatable).", "cli": "--aspect"},
     )
     both_orders: bool = field(
-        default=True, metadata={"help": "Also judge with A and B swapped, and average."}
+        default=True,
+        metadata={
+            "help": "Also judge with A and B swapped, and average (one order: half the cost).",
+            "cli": "--both-orders/--one-order",
+        },
     )
     batch_size: int = field(default=8, metadata={"help": "Prompts per forward pass or request."})
     personas: int = field(

@@ -31,10 +31,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig
 from curation.errors import CuratorError
 from curation.evalsets import EvalScore, EvalSet, rewardbench_score
 from curation.store import Store
-from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig
 
 REPRESENTATIONS = ("tfidf", "minilm", "tfidf+minilm")
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)

@@ -32,8 +32,8 @@ from scipy.stats import beta
 from curation.agreement import majority
 from curation.errors import CuratorError
 from curation.labels import verdict
+from curation.pairs import REFERENCES, TrustedLabels, reference_source
 from curation.store import Store
-from routing.splits import REFERENCES, reference_source
 
 IF_NONE_PASS = ("abstain", "keep_top")
 
@@ -452,7 +452,7 @@ def calibration_reference(
     store: Store, dataset: str, reference: str = "auto", *, aspect: str = "overall"
 ) -> str:
     """``human`` or ``gold``: what a dataset's judge is calibrated against. ``auto`` takes
-    routing's rule (:func:`routing.splits.reference_source`); gold is an overall preference, so
+    routing's rule (:func:`curation.pairs.reference_source`); gold is an overall preference, so
     an aspect is always held to people."""
     if reference not in REFERENCES:
         raise CuratorError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
@@ -564,6 +564,37 @@ def unkept_instance_ids(
         )
         left = set(abstained) if left is None else left & set(abstained)
     return sorted(left or ())
+
+
+def trusted_labels(
+    store: Store,
+    dataset: str,
+    judge: str,
+    *,
+    threshold: float | None = None,
+    alpha: float = 0.15,
+    delta: float = 0.1,
+) -> TrustedLabels:
+    """The instances whose label by ``judge`` trust or escalate keeps: those it does not escalate
+    at ``threshold``, calibrated on the dataset's reference labels with ``alpha`` and ``delta``
+    when not given. The :class:`curation.pairs.TrustRule` a trusted-only mixture is built with."""
+    calibration = None
+    if threshold is None:
+        items = calibration_items_from_store(store, dataset, judge)
+        result = calibrate(items, alpha, delta, judge=judge)
+        threshold = result.threshold
+        calibration = {
+            k: getattr(result, k)
+            for k in ("threshold", "coverage", "n", "n_kept", "alpha", "delta", "certified")
+        }
+    every = {
+        r[0]
+        for r in store.conn.execute(
+            "SELECT id FROM instances WHERE dataset_id = ?", (store.dataset(dataset)["id"],)
+        )
+    }
+    escalated = set(escalated_instance_ids(store, dataset, judge, threshold))
+    return TrustedLabels(frozenset(every - escalated), threshold, calibration)
 
 
 def coverage_curve(items: Sequence[CalibrationItem]) -> pd.DataFrame:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig, Progress
 from curation.errors import CuratorError
 from curation.store import Store
-from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig, Progress
 
 DEFAULT_HITS = 50
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from curation.embeddings import Encoder, EncoderConfig
 from curation.errors import CuratorError
 from curation.evalsets import EvalScore, EvalSet
+from curation.pairs import LabelConfig, SplitLabels
 from curation.store import Store
-from routing.embeddings import Encoder, EncoderConfig
 from routing.features import FeatureMatrix, PairTexts
 from routing.reward_probe import (
     PairDesign,
@@ -31,7 +32,7 @@ from routing.reward_probe import (
     train_probe,
     tune_l2,
 )
-from routing.splits import SAMPLERS, LabelConfig, SplitLabels, sample_split, split_vector
+from routing.splits import SAMPLERS, sample_split, split_vector
 
 SCORERS = ("probe", "reward_model")
 TARGETS = ("crossfit", "eval")

@@ -25,8 +25,7 @@ from curation.errors import CuratorError
 from curation.workspace import Workspace
 
 if TYPE_CHECKING:
-    from routing.embeddings import Encoder
-    from routing.features import FeatureConfig
+    from curation.embeddings import Encoder
 
 TAXONOMY_FILE = asset_path("tags", "taxonomy.yaml")
 UNKNOWN = "unknown"
@@ -308,8 +307,18 @@ class LMTagger:
         return out
 
 
+class TaggerSettings(Protocol):
+    """The tagger fields of ``routing.features.FeatureConfig`` (named here by shape, not imported:
+    the features import the taggers)."""
+
+    tagger: str
+    tagger_backend: str
+    tagger_model: str | None
+    tagger_url: str | None
+
+
 def make_tagger(
-    config: FeatureConfig, *, encoder: Encoder, workspace: Workspace | None = None
+    config: TaggerSettings, *, encoder: Encoder, workspace: Workspace | None = None
 ) -> Tagger:
     if config.tagger == "embedding":
         return EmbeddingTagger(encoder)

@@ -328,15 +328,6 @@ def test_report_exports_as_json_and_csv(tmp_path):
         export_report(report, tmp_path / "r.txt")
 
 
-def test_cli_choices_are_the_measures_own():
-    """The CLI spells its choices out (to start fast); they must stay the module's."""
-    from app import cli  # noqa: F401  (registers the command modules in order)
-    from app.cli_agreement import ALPHA_CHOICES, SCALE_CHOICES
-    from curation.agreement import ALPHA_LEVELS, SCALES
-
-    assert SCALE_CHOICES == tuple(SCALES) and ALPHA_CHOICES == ALPHA_LEVELS
-
-
 def test_bad_settings_are_user_errors():
     with pytest.raises(CuratorError, match="scale"):
         measure(_labels((1, "a", 1)), AgreementConfig(scale="seven"))

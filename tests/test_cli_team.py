@@ -150,6 +150,8 @@ def test_assign_from_a_route_plan_queues_its_human_items(ws):
     mixed = curator("assign", "prefs", "--to", "ana", "--plan", str(plan_id), "--where",
                     "domain=math", "-w", ws, check=False)  # fmt: skip
     assert mixed.returncode == 1 and "--plan" in mixed.stderr
+    missing = curator("assign", "prefs", "--to", "ana", "--plan", "999", "-w", ws, check=False)
+    assert missing.returncode == 1 and "no route plan 999" in missing.stderr
 
 
 def test_flags_list_and_resolve(ws):

@@ -114,7 +114,7 @@ def test_datasets_can_be_split_into_sources_by_subset(store):
 def test_minilm_embeddings_separate_topics_and_are_cached(workspace):
     """The real encoder on 45 short prompts: clusters follow the topics; a second map reads the
     vectors from the workspace cache."""
-    from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig
+    from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig
 
     texts = {
         "baking": [

@@ -261,8 +261,8 @@ def test_rewardbench_score_of_a_reward_model_on_real_pairs(store, shared_data):
     derived pairs: per subset, per category, and Overall; the result lands on the run."""
     import torch
 
+    from curation.embeddings import shipped_encoder
     from curation.importer import ImportOptions, import_path
-    from routing.embeddings import shipped_encoder
     from training.evaluate import evaluate_reward_run
     from training.runs import get_run, record_run
 

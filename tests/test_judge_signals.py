@@ -12,6 +12,7 @@ import pytest
 from curation.demo import build_demo
 from curation.errors import CuratorError
 from curation.importer import ImportOptions, import_path
+from curation.pairs import LabelConfig, SplitLabels
 from curation.preset_llmbar import llmbar_records
 from curation.records import Annotation, Instance
 from curation.store import Store
@@ -19,7 +20,6 @@ from routing.backends import TransformersBackend
 from routing.features import FeatureConfig, FeatureMatrix, compute_features
 from routing.judge_signals import JudgeSignals, judge_feature_rows
 from routing.judges import Judge, judge_dataset
-from routing.splits import LabelConfig, SplitLabels
 
 
 def _pairs(store: Store, n: int) -> list[int]:

@@ -24,7 +24,6 @@ from curation.mixtures import (
     mixture_rows,
     parse_spec,
     resolve_mixture,
-    run_build_job,
 )
 from curation.records import Annotation, Instance
 from curation.safety import split_count, type_ratios
@@ -419,10 +418,33 @@ def test_slight_preferences_can_be_dropped(store, labelled):
 
 
 def test_trusted_only_keeps_lm_labels_at_or_above_the_threshold(store, labelled):
-    result = build_mixture(store, preference_spec(trusted_only=True, threshold=0.7))
+    from routing.selective import trusted_labels
+
+    result = build_mixture(
+        store, preference_spec(trusted_only=True, threshold=0.7), trust=trusted_labels
+    )
     kept = {r["instance_id"] for r in mixture_rows(store, result.ref)}
     assert kept == {labelled[0], labelled[1]}
     assert result.manifest["stages"][0]["sources"][0]["left_out"]["lm_untrusted"] == 1
+
+
+def test_trusted_only_without_trust_or_escalate_is_refused_not_ignored(store, labelled):
+    """Curation cannot reach trust or escalate itself: built without the rule, a trusted-only
+    spec is a clear error, and the app's build (training.mix_job) supplies the rule."""
+    from training.mix_job import build_mixture as build_with_trust
+
+    mix = preference_spec(trusted_only=True, threshold=0.7)
+    with pytest.raises(CuratorError, match="trusted_only.*needs trust or escalate"):
+        build_mixture(store, mix, dry_run=True)
+    assert build_with_trust(store, mix, dry_run=True).manifest["rows"] == 2
+
+
+def test_a_mixture_takes_any_label_source_and_refuses_unknown_ones(store, labelled):
+    """The mixture's labels are curation.pairs' vocabulary: `best` adds nothing gold-less here,
+    and a mistyped source names the choices at its place in the spec."""
+    assert build_mixture(store, preference_spec(labels="best"), dry_run=True).manifest["rows"] == 3
+    with pytest.raises(CuratorError, match=r"\[preference.labels\].*plan:<id>, got 'majority'"):
+        preference_spec(labels="majority")
 
 
 def test_human_only_labels_ignore_the_lm(store, labelled):
@@ -497,6 +519,7 @@ def test_exports_and_the_hf_folder_hold_the_same_rows(store, tmp_path):
 def test_a_build_job_builds_through_the_job_context(store, workspace):
     from training.jobs import enqueue, get_job
     from training.kinds import JobContext
+    from training.mix_job import run_build_job
 
     sft_dataset(store, "a", random_prompts(10, 1))
     job = get_job(store, enqueue(store, "judge", {}))  # any kind: only the context is used

@@ -329,7 +329,7 @@ def test_a_route_plan_queues_only_its_human_items_highest_gain_first(store):
     ids = _dataset(store, 6)
     (ana,) = _team(store, "ana")
     plan_id = _plan(store, ids, {ids[4]: 0.9, ids[1]: 0.2, ids[3]: 0.5})
-    counts = queues.assign_plan(store, plan_id, ["ana"])
+    counts = queues.assign_plan(store, "prefs", plan_id, ["ana"])
     assert counts["created"] == 3
     assert [item.instance_id for item in queues.queue(store, ana)] == [ids[4], ids[3], ids[1]]
     assert {item.origin for item in queues.queue(store, ana)} == {"route_plan"}
@@ -341,9 +341,20 @@ def test_a_plan_without_human_items_or_an_unknown_plan_is_a_user_error(store):
     ids = _dataset(store, 2)
     _team(store, "ana")
     with pytest.raises(CuratorError, match="no instance to humans"):
-        queues.assign_plan(store, _plan(store, ids, {}), ["ana"])
+        queues.assign_plan(store, "prefs", _plan(store, ids, {}), ["ana"])
     with pytest.raises(CuratorError, match="no route plan"):
-        queues.assign_plan(store, 999, ["ana"])
+        queues.assign_plan(store, "prefs", 999, ["ana"])
+
+
+def test_a_plan_made_for_another_dataset_is_refused_and_queues_nothing(store):
+    """A plan's instance ids belong to its own dataset: assigning it under another is an error."""
+    ids = _dataset(store, 3)
+    _dataset(store, 3, name="other")
+    _team(store, "ana")
+    plan_id = _plan(store, ids, {ids[0]: 0.5})
+    with pytest.raises(CuratorError, match=f"route plan {plan_id} was made for dataset 'prefs'"):
+        queues.assign_plan(store, "other", plan_id, ["ana"])
+    assert store.conn.execute("SELECT count(*) FROM assignments").fetchone()[0] == 0
 
 
 def test_escalated_items_are_queued_with_their_origin(store):

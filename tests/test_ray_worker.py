@@ -310,3 +310,65 @@ def test_a_new_worker_takes_over_the_ray_jobs_of_one_that_was_killed(
     assert (job.status, job.worker) == ("cancelled", successor.name)
     assert _ray_status(ray_head, ray_job_id) == "STOPPED"
     assert "took over watching" in Path(job.log_path).read_text()
+
+
+def test_a_bundled_job_runs_without_the_workspace_and_reports_through_events(
+    workspace, store, test_kinds, tmp_path
+):
+    """The process a cluster node runs gets a bundle, not the workspace: it runs the job from
+    the bundle's snapshot and reports progress, metrics, checkpoints and its result as events
+    on stdout, with its files written to the storage."""
+    from training.bundle import build_bundle, open_bundle
+    from training.remote import parse_event
+
+    job_id = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 0.01})
+    job = jobs.claim_next(store, "test")
+    storage = tmp_path / "storage"
+    build_bundle(store, job, tmp_path / "bundle", storage=str(storage), run=f"job-{job_id}")
+    assert open_bundle(tmp_path / "bundle").job["id"] == job_id
+    assert str(workspace.root) not in (tmp_path / "bundle" / "job.json").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "training.remote", "--bundle", str(tmp_path / "bundle")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS_DIR)])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [e for line in done.stdout.splitlines() if (e := parse_event(line))]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "node" and kinds[-1] == "result"
+    assert [e["step"] for e in events if e["type"] == "metrics"] == [1, 2]
+    assert events[-1]["status"] == "succeeded"
+    assert events[-1]["result"] == {"steps": 2, "resumed_from": 0}
+    # no probe file: the node "cannot see" the folder, so the files came through the log
+    assert {e["path"] for e in events if e["type"] == "file"} >= {"checkpoint.json"}
+
+
+def test_a_job_on_a_node_cannot_open_a_workspace_store(workspace, store):
+    """The node's process refuses to open any curator.db, even one it could reach."""
+    code = (
+        "import sqlite3, sys; from training.remote import refuse_workspace_store; "
+        "refuse_workspace_store(); sqlite3.connect(sys.argv[1])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(workspace.db_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "never opens a workspace store" in done.stderr
+
+
+def test_a_ray_job_that_dies_without_a_verdict_is_requeued_while_retries_remain(workspace, store):
+    """A job whose process died with its node (Ray says FAILED, and no result came) goes back
+    to the queue with its checkpoint while it has retries, and fails after."""
+    job_id = jobs.enqueue(store, "reward", {}, max_retries=1)
+    jobs.claim_next(store, "w")
+    jobs.set_checkpoint(store, job_id, "s3://bucket/job-1/checkpoints/checkpoint-4")
+    assert jobs.requeue(store, job_id, "the node died")
+    job = jobs.get_job(store, job_id)
+    assert (job.status, job.checkpoint_path) == (
+        "queued",
+        "s3://bucket/job-1/checkpoints/checkpoint-4",
+    )
+    jobs.claim_next(store, "w")
+    assert not jobs.requeue(store, job_id, "the node died again")
+    assert jobs.get_job(store, job_id).status == "failed"

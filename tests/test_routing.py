@@ -7,13 +7,12 @@ import pytest
 
 from curation.errors import CuratorError
 from curation.evalsets import rewardbench_score
+from curation.pairs import LabelConfig, SplitLabels
 from curation.records import Annotation, Instance
 from routing.ppm import PerformancePredictor, PPMConfig, cross_validate, fit_predictor
 from routing.reward_probe import train_probe
 from routing.router import route_greedy, route_simulated, route_topk
 from routing.splits import (
-    LabelConfig,
-    SplitLabels,
     budget_count,
     sample_grouped,
     sample_uniform,

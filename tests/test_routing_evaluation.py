@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from curation.pairs import SplitLabels
 from curation.records import Annotation, Instance
 from routing.evaluation import (
     EvaluateConfig,
@@ -26,7 +27,6 @@ from routing.evaluation import (
 from routing.ppm import PPMConfig, cross_validate, fit_predictor, train_ppm
 from routing.reward_probe import ProbeConfig, crossfit_accuracy, train_probe
 from routing.router import RouteConfig, centred_by_dimension
-from routing.splits import SplitLabels
 from routing.sweeps import (
     SweepConfig,
     SweepData,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig
 from curation.errors import CuratorError
 from curation.records import Instance
-from routing.embeddings import EmbeddingCache, Encoder, EncoderConfig
 from routing.features import (
     MEASURES,
     FeatureConfig,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from test_app import no_errors, open_page, table
 
+from curation.embeddings import EmbeddingCache, Encoder
 from curation.records import Instance
 from curation.store import Store
 from curation.workspace import Workspace
-from routing.embeddings import EmbeddingCache, Encoder
 from routing.semantic_search import PromptIndex
 
 PROMPTS = {

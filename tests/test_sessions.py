@@ -3,7 +3,7 @@
 The token functions run on a real store with time passed in as ``now``; the app's side (the
 cookie it asks the browser to set, a session ended elsewhere, a restore from a cookie's token)
 runs through AppTest, which cannot hold cookies, so the token is handed to the restore function.
-The real browser's cookie is checked in ``tests/e2e/test_sessions.py``.
+The real browser's cookie is checked in ``tests/e2e/test_browser_sessions.py``.
 """
 
 from __future__ import annotations

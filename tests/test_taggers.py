@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tiny_models import save_tiny_llama
 
+from curation.embeddings import Encoder
 from curation.errors import CuratorError
 from curation.records import Instance
-from routing.embeddings import Encoder
 from routing.features import FeatureMatrix, FeatureSummary
 from routing.taggers import (
     UNKNOWN,

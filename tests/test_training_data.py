@@ -15,15 +15,9 @@ import pytest
 
 from curation.errors import CuratorError
 from curation.mixtures import build_mixture, mixture_rows, parse_spec, resolve_mixture
+from curation.pairs import pair_labels, parse_labels
 from curation.records import Annotation, Instance
-from training.data import (
-    chat_examples,
-    load_training_data,
-    pair_labels,
-    parse_labels,
-    preference_pairs,
-    split_examples,
-)
+from training.data import chat_examples, load_training_data, preference_pairs, split_examples
 from training.dpo import TULU3_DPO, DPOTrainConfig
 from training.reward import RewardTrainConfig
 from training.runs import get_run, list_runs, record_run, run_for_job, set_evaluation
@@ -78,7 +72,8 @@ def test_best_labels_prefer_people_then_the_judge_then_gold(store, labelled):
 
 def test_a_human_tie_is_dropped_not_handed_to_the_judge(store, labelled):
     """People who called a pair a tie decide it: `best` drops it rather than using the LM."""
-    winners, dropped = pair_labels(store, "prefs", "best")
+    labels = pair_labels(store, "prefs", "best")
+    winners, dropped = labels.winners, labels.dropped
     assert labelled["human-tie"] not in winners
     assert dropped["human tie"] == 1
     assert dropped["no gold label"] == 1  # "nothing" fell through to gold, which it lacks
@@ -107,7 +102,8 @@ def test_a_route_plan_mixes_human_and_lm_labels(store, labelled):
     plan_id = save_plan(
         store, RoutePlan("prefs", "topk", 2, ids, human, np.zeros(len(ids)), 0.5, {})
     )
-    winners, dropped = pair_labels(store, "prefs", f"plan:{plan_id}")
+    labels = pair_labels(store, "prefs", f"plan:{plan_id}")
+    winners, dropped = labels.winners, labels.dropped
     assert winners[labelled["both"]] == (-1, "human")  # people said A (the LM said B)
     assert labelled["lm-only"] not in winners  # routed to people, who have not labelled it yet
     assert winners[labelled["human-tie"]] == (1, "lm")

@@ -2,20 +2,22 @@
 
 Each trainer module (``reward``, ``sft``, ``dpo``) declares its config as a dataclass that extends
 :class:`TrainConfig`; the same dataclass is the job's spec (``to_spec``), the CLI's options and
-the Jobs page's form (fields carry ``metadata["help"]``; field types stay str, int, float, bool,
-their ``| None`` forms, and ``tuple[str, ...]`` so every front end can render them).
+the Jobs page's form through :mod:`curation.configs` (fields carry ``metadata["help"]``; field
+types stay str, int, float, bool, their ``| None`` forms, and ``tuple[str, ...]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from curation.configs import config_fields
 from curation.errors import CuratorError
+
+# config_fields lives in curation.configs (every config's front ends use it); kept importable here.
+__all__ = ["TRAINER_KINDS", "TrainConfig", "config_class", "config_fields"]
 
 TRAINER_KINDS = ("reward", "sft", "dpo")
 _CONFIG_CLASSES = {
@@ -118,45 +120,3 @@ def config_class(kind: str) -> type[TrainConfig]:
         raise CuratorError(f"unknown trainer {kind!r}; choose {', '.join(TRAINER_KINDS)}")
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigField:
-    """One config field as a front end renders it (a CLI option, a form input)."""
-
-    name: str
-    kind: type  # str, int, float, bool or tuple (of str)
-    optional: bool
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None  # options the field declares (metadata["choices"])
-
-
-def config_fields(config_cls: type) -> list[ConfigField]:
-    """The fields of a config dataclass, their base types and defaults, in declaration order."""
-    hints = typing.get_type_hints(config_cls)
-    out = []
-    for f in dataclasses.fields(config_cls):
-        hint, optional = hints[f.name], False
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(hint) if a is not type(None)]
-            optional, hint = len(args) < len(typing.get_args(hint)), args[0]
-        kind = tuple if typing.get_origin(hint) is tuple else hint
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        declared = f.metadata.get("choices")
-        out.append(
-            ConfigField(
-                f.name,
-                kind,
-                optional,
-                default,
-                f.metadata.get("help", ""),
-                tuple(declared) if declared else None,
-            )
-        )
-    return out

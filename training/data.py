@@ -1,17 +1,9 @@
 """What the trainers train on: a store dataset (or a built mixture) turned into preference pairs or
 chat examples, split deterministically into a training part and a held-out part.
 
-Which side of a pair is "chosen" comes from a label source (``labels``):
-
-- ``best``: the human majority where people labelled the pair, else the LM judge, else the gold
-  label (generated and eval data only); a source that labelled the pair a tie decides it (it is
-  dropped), it does not fall through to the next source;
-- ``human``, ``lm`` (one judge: ``judge``, or the judge with the most labels), ``gold``;
-- ``plan:<id>``: a route plan's split, the human label where the plan sends the pair to people
-  and the LM label elsewhere: what a routed human/LM mix actually trains.
-
-Pairs without a usable label (no label, or a tie) are dropped and counted. "Slightly" counts as a
-plain preference, as in the Hybrid Preferences paper (``routing.splits.LabelConfig``).
+Which side of a pair is "chosen" comes from a label source (``labels``: best, hybrid, human, lm,
+gold or plan:<id>), read by :func:`curation.pairs.pair_labels`, the one home of the label rules.
+Pairs without a usable label (no label, or a tie) are dropped and counted.
 """
 
 from __future__ import annotations
@@ -28,15 +20,12 @@ import numpy as np
 
 from curation.errors import CuratorError
 from curation.mixtures import DATA_FILE, iter_mixture_rows
-from curation.presets import FieldError, get_preset
+from curation.pairs import pair_labels
+from curation.preset_fields import FieldError
+from curation.presets import get_preset
 from curation.records import Instance
 from curation.store import Store
 
-LABEL_SOURCES = ("best", "human", "lm", "gold")
-LABELS_HELP = (
-    "Where chosen/rejected come from: best (human majority, else LM judge, else gold), human, "
-    "lm, gold, or plan:<id> (a route plan: human where it says human, LM elsewhere)."
-)
 Messages = list[dict[str, str]]
 
 
@@ -93,97 +82,6 @@ def prompt_turns(instance: Instance) -> Messages:
     if instance.messages:
         return [dict(m) for m in instance.messages]
     return [{"role": "user", "content": instance.prompt}]
-
-
-# ---- label sources ---------------------------------------------------------------------------
-
-
-def parse_labels(labels: str) -> tuple[str, int | None]:
-    """``labels`` as (source, route plan id or None); CuratorError for anything else."""
-    text = (labels or "").strip().lower()
-    if text in LABEL_SOURCES:
-        return text, None
-    if text.startswith("plan:"):
-        number = text.removeprefix("plan:").strip()
-        if number.isdigit():
-            return "plan", int(number)
-    raise CuratorError(
-        f"labels must be one of {', '.join(LABEL_SOURCES)} or plan:<id>, not {labels!r}"
-    )
-
-
-def _labelled_by(store: Store, dataset_id: int, kind: str, annotator: str | None) -> set[int]:
-    """Instances with a submitted overall label from people (``kind='human'``) or one judge."""
-    rows = store.conn.execute(
-        "SELECT DISTINCT a.instance_id FROM annotations a JOIN instances i ON i.id = a.instance_id "
-        "WHERE i.dataset_id = ? AND a.annotator_kind = ? AND a.status = 'submitted' "
-        "AND a.overall IS NOT NULL AND (? IS NULL OR a.annotator = ?)",
-        (dataset_id, kind, annotator, annotator),
-    )
-    return {r[0] for r in rows}
-
-
-def _plan_targets(store: Store, plan_id: int, dataset_id: int) -> dict[int, str]:
-    plan = store.conn.execute(
-        "SELECT dataset_id FROM route_plans WHERE id = ?", (plan_id,)
-    ).fetchone()
-    if plan is None:
-        raise CuratorError(f"no route plan {plan_id} in this workspace")
-    if plan[0] != dataset_id:
-        raise CuratorError(f"route plan {plan_id} was made for another dataset")
-    rows = store.conn.execute(
-        "SELECT instance_id, target FROM route_plan_items WHERE plan_id = ?", (plan_id,)
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-def pair_labels(
-    store: Store, dataset: str, labels: str = "best", judge: str | None = None
-) -> tuple[dict[int, tuple[int, str]], Counter]:
-    """Per instance of a dataset, its training label (-1: A better, 1: B better) and the source
-    that gave it; instances left out are counted by reason in the returned Counter."""
-    from routing.splits import LabelConfig, SplitLabels  # pandas and statsmodels: load on use
-
-    source, plan_id = parse_labels(labels)
-    ds = store.dataset(dataset)
-    split = SplitLabels.load(store, dataset, LabelConfig(judge=judge))
-    has_human = _labelled_by(store, ds["id"], "human", None)
-    has_lm = _labelled_by(store, ds["id"], "lm", split.judge) if split.judge else set()
-    if source in ("lm", "best", "plan") and (judge or source == "lm") and not has_lm:
-        who = f"judge {judge!r}" if judge else "no LM judge"
-        raise CuratorError(
-            f"{who} has{' not' if judge else ''} labelled {dataset!r}; run a judge on it first"
-        )
-    gold = dict(
-        store.conn.execute(
-            "SELECT id, gold FROM instances WHERE dataset_id = ? AND gold IS NOT NULL", (ds["id"],)
-        ).fetchall()
-    )
-    targets = _plan_targets(store, plan_id, ds["id"]) if plan_id is not None else {}
-    out: dict[int, tuple[int, str]] = {}
-    dropped: Counter = Counter()
-    for instance_id, human, lm in zip(split.instance_ids, split.human, split.lm, strict=True):
-        instance_id = int(instance_id)
-        if source == "plan":
-            # Items a plan does not list were not routed to people: the LM labels them.
-            chosen = targets.get(instance_id, "lm")
-        elif source == "best":
-            chosen = (
-                "human" if instance_id in has_human else "lm" if instance_id in has_lm else "gold"
-            )
-        else:
-            chosen = source
-        value = {
-            "human": int(human),
-            "lm": int(lm),
-            "gold": int(np.sign(gold.get(instance_id) or 0)),
-        }[chosen]
-        if value == 0:
-            labelled = {"human": has_human, "lm": has_lm, "gold": gold}[chosen]
-            dropped[f"{chosen} tie" if instance_id in labelled else f"no {chosen} label"] += 1
-            continue
-        out[instance_id] = (value, chosen)
-    return out, dropped
 
 
 # ---- mixtures --------------------------------------------------------------------------------
@@ -296,7 +194,8 @@ def preference_pairs(
                 f"{dataset!r} is {kind} data without response pairs; reward models and DPO "
                 "train on preference (or eval) datasets"
             )
-        winners, dropped = pair_labels(store, dataset, labels, judge)
+        labelled = pair_labels(store, dataset, labels, judge=judge)
+        winners, dropped = labelled.winners, labelled.dropped
         total = 0
         for instance_id, instance in store.iter_instances(dataset):
             total += 1
@@ -354,7 +253,7 @@ def chat_examples(
             )
         winners: dict[int, tuple[int, str]] = {}
         if kind in ("preference", "eval"):
-            winners, _ = pair_labels(store, dataset, labels, judge)
+            winners = pair_labels(store, dataset, labels, judge=judge).winners
         total = 0
         for instance_id, instance in store.iter_instances(dataset):
             total += 1

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curation.errors import CuratorError
+from curation.pairs import LABELS_HELP, parse_labels
 from training import trainer_base as base
 from training.config import TrainConfig
-from training.data import LABELS_HELP, ChatExample, load_training_data, parse_labels
+from training.data import ChatExample, load_training_data
 from training.evaluate import check_suites
 from training.sft import (
     EVAL_SETS_HELP,

@@ -50,6 +50,9 @@ class Job:
     pid: int | None = None
     pgid: int | None = None
     ray_job_id: str | None = None
+    node: str | None = None  # the Ray node that ran it (None for a local job)
+    artifact_uri: str | None = None  # where a Ray job's artefacts went: a folder or fsspec URL
+    log_offset: int = 0  # characters of the Ray job's log already consumed
     attempts: int = 0
     max_retries: int = 0
     cancel_requested: bool = False
@@ -93,7 +96,7 @@ _KINDS: dict[str, JobFn | str] = {
     "features": "training.routing_jobs:run_features_job",
     "sweep": "training.routing_jobs:run_sweep_job",
     "judge": "training.routing_jobs:run_judge_job",
-    "mix": "curation.mixtures:run_build_job",
+    "mix": "training.mix_job:run_build_job",
 }
 _plugins_loaded: set[str] = set()
 
@@ -234,8 +237,8 @@ def claim_next(store: Store, worker: str, *, kinds: tuple[str, ...] | None = Non
             return None
         store.conn.execute(
             "UPDATE jobs SET status = 'running', worker = ?, attempts = attempts + 1, "
-            "started_at = ?, heartbeat_at = ?, progress = 0, error = NULL, "
-            "message = 'starting' WHERE id = ?",
+            "started_at = ?, heartbeat_at = ?, progress = 0, error = NULL, node = NULL, "
+            "log_offset = 0, message = 'starting' WHERE id = ?",
             (worker, _now(), _now(), row[0]),
         )
     return get_job(store, row[0])
@@ -251,6 +254,47 @@ def set_ray_job_id(store: Store, job_id: int, ray_job_id: str | None) -> None:
     row alone (the Ray worker watches it); ``None`` hands the row back to the reaper."""
     with store.write():
         store.conn.execute("UPDATE jobs SET ray_job_id = ? WHERE id = ?", (ray_job_id, job_id))
+
+
+def set_ray_placement(
+    store: Store, job_id: int, *, node: str | None = None, artifact_uri: str | None = None
+) -> None:
+    """Record where a Ray job runs (its node) and where its artefacts go; None leaves a value."""
+    with store.write():
+        store.conn.execute(
+            "UPDATE jobs SET node = coalesce(?, node), artifact_uri = coalesce(?, artifact_uri) "
+            "WHERE id = ?",
+            (node, artifact_uri, job_id),
+        )
+
+
+def set_log_offset(store: Store, job_id: int, offset: int) -> None:
+    """How much of the Ray job's log has been consumed; written in the same transaction as the
+    events read from it, so a successor worker applies each event once."""
+    with store.write():
+        store.conn.execute("UPDATE jobs SET log_offset = ? WHERE id = ?", (int(offset), job_id))
+
+
+def requeue(store: Store, job_id: int, why: str) -> bool:
+    """Put a running job back in the queue (its checkpoint kept, so it resumes there) while
+    retries remain, else fail it; True when it was requeued. For a Ray job whose process died
+    without a verdict (its node was lost)."""
+    with store.write():
+        row = store.conn.execute(
+            "SELECT attempts, max_retries FROM jobs WHERE id = ? AND status = 'running'",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return False
+        if row[0] <= row[1]:
+            store.conn.execute(
+                "UPDATE jobs SET status = 'queued', worker = NULL, pid = NULL, pgid = NULL, "
+                "ray_job_id = NULL, log_offset = 0, message = ? WHERE id = ?",
+                (f"requeued: {why}", job_id),
+            )
+            return True
+    finish(store, job_id, "failed", error=why)
+    return False
 
 
 def adopt_stale_ray_jobs(store: Store, worker: str, *, stale_after_s: float) -> list[Job]:

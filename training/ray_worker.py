@@ -1,25 +1,34 @@
-"""A worker that runs queued jobs on a Ray cluster through the Ray Jobs API.
+"""A worker that runs queued jobs on a Ray cluster through the Ray Jobs API, on any node.
 
 ``curator worker --ray ADDRESS`` calls :func:`run_ray_worker`. The worker claims jobs from the
-same table as a local worker and submits ``python -m training.runner --workspace DIR --job ID``
-for each; the runner records the outcome itself, exactly as it does locally. Meanwhile the worker
-beats the job's heartbeat, appends the Ray job's new log text to the job's log file, stops the Ray
-job when the job is cancelled, and settles the row when Ray ends a job the runner could not
-(it never started, was killed, or was stopped from Ray's side).
+same table as a local worker. For each it builds a bundle (:mod:`training.bundle`: the spec and a
+snapshot of the rows the job reads) and submits ``python -m training.remote`` with the bundle as
+the job's ``working_dir`` and the project's packages as ``py_modules``, so a node needs only the
+Python environment, not the workspace or the checkout. The job never opens the workspace's store.
 
-The runner on the cluster opens the workspace by its path, so that path, the checkout and the
-interpreter must be reachable from the node that runs the job: a cluster on this machine, or
-nodes that mount them at the same paths. The store is SQLite in WAL mode, which needs every
-writer on one host: a multi-node cluster must run curator jobs on the workspace's host.
+While the job runs, the worker reads its Ray log: ordinary lines go to the job's log file, and
+the events the job prints (:mod:`training.remote`: progress, metrics, checkpoints, its node, its
+result) are written to the store, together with how far the log was read, so a worker that takes
+over applies each event once. Files go to the storage (:mod:`training.storage`: the workspace's
+``runs/`` by default, or any fsspec URL); a node that cannot see a local storage folder sends
+them through the log. On a result the worker writes what the job added (a run, a sweep,
+features, labels) into the store. It also beats the job's heartbeat, stops the Ray job on a
+cancel, and settles the row when Ray ends a job without a result: a job whose node died (or that
+never started) is requeued while it has retries left, resuming from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import shlex
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -32,16 +41,26 @@ from curation.errors import CuratorError
 from curation.store import Store
 from curation.workspace import Workspace
 from training import jobs
+from training.bundle import apply_result, apply_rows, build_bundle
 from training.jobs import Job
 from training.kinds import PLUGINS_ENV
+from training.remote import PROBE_FILE, WORKSPACE_FILES, parse_event
+from training.storage import Storage, default_storage, is_local, local_path
 from training.worker import PROJECT_ROOT, WorkerConfig
 
 INSTALL_HINT = "install the cluster extra: pip install 'hybrid-curator[cluster]' (or make cluster)"
 ACTIVE = ("PENDING", "RUNNING")
 # What a job on the cluster needs from this environment. Only these travel: a runtime_env is
 # shown on the cluster's dashboard, so secrets go through ``forward_env`` on purpose only.
-FORWARDED_ENV = (PLUGINS_ENV, "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "TOKENIZERS_PARALLELISM")  # fmt: skip
+FORWARDED_ENV = (PLUGINS_ENV, "PYTHONPATH", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE",
+                 "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")  # fmt: skip
+# The project's packages, shipped to the nodes as py_modules (a node needs only the environment).
+PACKAGES = ("assets", "curation", "routing", "training")
+# Kinds whose checkpoint is state in the workspace's store (a sweep's id), which a snapshot on
+# another node cannot continue: on Ray they start over when retried.
+STORE_STATE_CHECKPOINTS = ("sweep",)
+# Kinds that write the workspace itself (a mixture's folder and version) run on its host only.
+LOCAL_ONLY_KINDS = ("mix",)
 
 
 @dataclass
@@ -62,6 +81,16 @@ class RayWorkerConfig(WorkerConfig):
     num_gpus: float | None = field(
         default=None, metadata={"help": "GPUs Ray reserves for each job; puts it on a GPU node."}
     )
+    resources: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "Custom Ray resources each job needs (JSON, e.g. {\"far\": 1}): "
+                          "pins jobs to the nodes that offer them."},
+    )  # fmt: skip
+    storage: str | None = field(
+        default=None,
+        metadata={"help": "Where jobs write their artefacts: a folder or an fsspec URL "
+                          "(s3://..., gs://...); default: the workspace's runs/ folder."},
+    )  # fmt: skip
     forward_env: tuple[str, ...] = field(
         default=(),
         metadata={"help": "More environment variables to pass to the jobs (e.g. an API key "
@@ -100,7 +129,11 @@ class _OnRay:
     job: Job
     submission_id: str
     log_path: Path
-    logs: str = ""
+    run: str = ""  # the job's folder in the storage
+    offset: int = 0  # characters of the Ray log consumed (events applied, lines copied)
+    last_line: str = ""
+    ends_line: bool = True
+    node: str | None = None
     next_beat: float = 0.0
     next_log: float = 0.0
     stop_sent_at: float | None = None
@@ -126,6 +159,7 @@ class RayWorker:
         self.name = self.config.name or f"{socket.gethostname()}:{os.getpid()}:ray"
         self.client = job_submission_client(address)
         self.store = Store.open(self.workspace, create=False)
+        self.storage = Storage.at(self.config.storage or default_storage(self.workspace.root))
         self.on_ray: dict[int, _OnRay] = {}
         self._draining = False
         self._releasing = False
@@ -152,7 +186,7 @@ class RayWorker:
                     jobs.reap_stale(self.store, stale_after_s=self.config.stale_after_s)
                     self._adopt()
                     while len(self.on_ray) < self.config.max_concurrent and not self._draining:
-                        job = jobs.claim_next(self.store, self.name)
+                        job = jobs.claim_next(self.store, self.name, kinds=self._kinds())
                         if job is None:
                             claimed_nothing = True
                             break
@@ -176,65 +210,112 @@ class RayWorker:
             raise CuratorError(self._failure)
         return done
 
-    def _entrypoint(self, job: Job) -> str:
+    def _kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in jobs.kind_names() if k not in LOCAL_ONLY_KINDS)
+
+    def _entrypoint(self) -> str:
         python = self.config.python or sys.executable
-        # The checkout as working directory, as a local worker runs it: relative paths in a
-        # spec mean the same on the cluster.
-        return (
-            f"cd {shlex.quote(str(PROJECT_ROOT))} && {shlex.quote(python)} -m training.runner "
-            f"--workspace {shlex.quote(str(self.workspace.root))} --job {job.id}"
-        )
+        return f"{shlex.quote(python)} -m training.remote"
 
     def _env_vars(self) -> dict[str, str]:
         env = {name: os.environ[name] for name in FORWARDED_ENV + tuple(self.config.forward_env)
                if name in os.environ}  # fmt: skip
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
-        )
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         return env
+
+    def _runtime_env(self, bundle: Path) -> dict[str, Any]:
+        """The bundle as the job's working directory and the project's packages as modules:
+        Ray uploads both through the cluster, so a node needs no shared disk."""
+        return {
+            "working_dir": str(bundle),
+            "py_modules": [str(PROJECT_ROOT / name) for name in PACKAGES],
+            "excludes": ["__pycache__", "*.pyc"],
+            "env_vars": self._env_vars(),
+        }
+
+    def _num_gpus(self, job: Job) -> float | None:
+        """GPUs for the job: its own ``num_gpus`` setting, one for features encoded on
+        ``cuda``, else the worker's default."""
+        if job.spec.get("num_gpus") is not None:
+            return float(job.spec["num_gpus"]) or None
+        config = job.spec.get("config")
+        if job.kind == "features" and isinstance(config, dict) and config.get("device") == "cuda":
+            return 1.0
+        return self.config.num_gpus
+
+    def _resume(self, job: Job) -> tuple[Path | None, str | None]:
+        """The checkpoint a retry resumes from: carried in the bundle when it is a local file,
+        fetched by the node from the storage when it is a URL."""
+        path = job.checkpoint_path
+        if not path or job.kind in STORE_STATE_CHECKPOINTS:
+            return None, None
+        if is_local(path):
+            local = local_path(path)
+            return (local, None) if local.exists() else (None, None)
+        return None, path
 
     def _submit(self, job: Job) -> None:
         log_path = Path(job.log_path or self.workspace.dir("logs") / f"job-{job.id}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # Unique per attempt and per workspace: a cluster refuses a submission id it has seen.
         submission_id = f"curator-job-{job.id}-{uuid.uuid4().hex[:10]}"
+        run = f"job-{job.id}"
+        artifact_uri = self.storage.url(run)
+        folder = Path(tempfile.mkdtemp(prefix=f"curator-bundle-{job.id}-"))
         try:
-            self.client.submit_job(
-                entrypoint=self._entrypoint(job),
-                submission_id=submission_id,
-                runtime_env={"env_vars": self._env_vars()},
-                metadata={"curator_workspace": str(self.workspace.root),
-                          "curator_job": str(job.id), "curator_kind": job.kind},
-                entrypoint_num_cpus=self.config.num_cpus,
-                entrypoint_num_gpus=self.config.num_gpus,
-            )  # fmt: skip
-        except (OSError, RuntimeError, ValueError) as exc:
-            # The cluster, not the job, is at fault: fail this one and claim no more.
-            why = f"could not submit the job to Ray at {self.address}: {exc}"
-            jobs.finish(self.store, job.id, "failed", error=why)
-            self._failure = why
-            self._draining = True
-            return
+            probe = None
+            if is_local(self.storage.uri):  # a node that reads this shares the folder
+                probe = secrets.token_hex(8)
+                target = local_path(self.storage.uri) / run
+                target.mkdir(parents=True, exist_ok=True)
+                (target / PROBE_FILE).write_text(probe)
+            resume, resume_uri = self._resume(job)
+            try:
+                manifest = build_bundle(self.store, job, folder, storage=self.storage.uri, run=run,
+                                        resume=resume, resume_uri=resume_uri, probe=probe)  # fmt: skip
+            except CuratorError as exc:  # the job's inputs, not the cluster, are at fault
+                jobs.finish(self.store, job.id, "failed", error=str(exc))
+                return
+            try:
+                self.client.submit_job(
+                    entrypoint=self._entrypoint(),
+                    submission_id=submission_id,
+                    runtime_env=self._runtime_env(folder),
+                    metadata={"curator_job": str(job.id), "curator_kind": job.kind,
+                              "curator_artifacts": artifact_uri},
+                    entrypoint_num_cpus=self.config.num_cpus,
+                    entrypoint_num_gpus=self._num_gpus(job),
+                    entrypoint_resources=dict(self.config.resources) or None,
+                )  # fmt: skip
+            except (OSError, RuntimeError, ValueError) as exc:
+                # The cluster, not the job, is at fault: fail this one and claim no more.
+                why = f"could not submit the job to Ray at {self.address}: {exc}"
+                jobs.finish(self.store, job.id, "failed", error=why)
+                self._failure = why
+                self._draining = True
+                return
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         jobs.set_ray_job_id(self.store, job.id, submission_id)
+        jobs.set_ray_placement(self.store, job.id, artifact_uri=artifact_uri)
+        rows = sum(manifest["rows"].values())
         jobs.set_progress(self.store, job.id, 0.0, f"submitted to Ray as {submission_id}")
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"--- attempt {job.attempts} by {self.name} on Ray {self.address} as "
-                      f"{submission_id}\n")  # fmt: skip
-        self.on_ray[job.id] = _OnRay(job=job, submission_id=submission_id, log_path=log_path)
+                      f"{submission_id}; bundle of {rows} rows; artefacts to {artifact_uri}\n")  # fmt: skip
+        self.on_ray[job.id] = _OnRay(job=job, submission_id=submission_id, log_path=log_path,
+                                     run=run)  # fmt: skip
 
     def _adopt(self) -> None:
-        """Watch the Ray jobs of a worker that died: their rows end as the Ray jobs do."""
+        """Watch the Ray jobs of a worker that died: their rows end as the Ray jobs do. The
+        log is read on from where the old worker's last write left it."""
         for job in jobs.adopt_stale_ray_jobs(
             self.store, self.name, stale_after_s=self.config.stale_after_s
         ):
             log_path = Path(job.log_path or self.workspace.dir("logs") / f"job-{job.id}.log")
-            run = _OnRay(job=job, submission_id=job.ray_job_id or "", log_path=log_path)
-            try:  # what the old worker may already have copied is not copied again
-                run.logs = self.client.get_job_logs(run.submission_id)
-            except (OSError, RuntimeError):
-                run.logs = ""
+            run = _OnRay(job=job, submission_id=job.ray_job_id or "", log_path=log_path,
+                         run=f"job-{job.id}", offset=job.log_offset, node=job.node)  # fmt: skip
             with open(log_path, "a", encoding="utf-8") as log:
                 log.write(f"\n--- {self.name} took over watching {run.submission_id}\n")
             self.on_ray[job.id] = run
@@ -248,14 +329,18 @@ class RayWorker:
         except (OSError, RuntimeError) as exc:
             run.unreachable_since = run.unreachable_since or now
             if now - run.unreachable_since < self.config.stale_after_s:
-                return False  # a blip: the runner still records its own outcome meanwhile
+                return False  # a blip: the job runs on and its log keeps what it reports
             self._settle(run, "failed", f"lost the Ray cluster at {self.address}: {exc}")
             return True
         run.unreachable_since = None
+        node = getattr(info, "driver_node_id", None)
+        if node and node != run.node:
+            run.node = node
+            jobs.set_ray_placement(self.store, job_id, node=node)
         status = str(info.status)
         if status in ACTIVE:
             if now >= run.next_log:
-                self._mirror_logs(run)
+                self._consume(run)
                 run.next_log = now + self.config.log_s
             if now >= run.next_beat:
                 jobs.heartbeat(self.store, job_id, self.name)
@@ -266,16 +351,22 @@ class RayWorker:
                 self._settle(run, "cancelled", "cancelled by request (Ray did not confirm)")
                 return True
             return False
-        self._mirror_logs(run)
-        if run.stop_sent_at is not None or jobs.cancel_requested(self.store, job_id):
+        self._consume(run, final=True)
+        if jobs.get_job(self.store, job_id).finished:  # the job's result was applied
+            self._forget(run)
+        elif run.stop_sent_at is not None or jobs.cancel_requested(self.store, job_id):
             self._settle(run, "cancelled", "cancelled by request")
-        elif status == "SUCCEEDED":  # a runner that exits 0 has recorded the outcome
+        elif status == "SUCCEEDED":  # a job that exits 0 has sent its result
             self._settle(run, "failed", "the job process ended without a result")
         elif status == "STOPPED":
             self._settle(run, "cancelled", f"stopped on the Ray cluster: {_first_line(info)}")
-        else:
-            self._settle(run, "failed", f"the Ray job failed: {_first_line(info)}"
-                                        f"{_last_line(run.logs)}")  # fmt: skip
+        else:  # it died without a verdict: its node was lost, it was killed, or never started
+            why = f"the Ray job failed: {_first_line(info)}{_tail(run.last_line)}"
+            if jobs.requeue(self.store, job_id, why):
+                with open(run.log_path, "a", encoding="utf-8") as log:
+                    log.write(("" if run.ends_line else "\n") + f"--- requeued: {why}\n")
+                run.ends_line = True
+            self._forget(run)
         return True
 
     def _stop_on_ray(self, run: _OnRay) -> None:
@@ -285,32 +376,124 @@ class RayWorker:
         except (OSError, RuntimeError):
             pass  # already ended, or unreachable: the next poll tells which
 
-    def _mirror_logs(self, run: _OnRay) -> None:
-        """Append the text Ray has for the job that the log file does not have yet."""
+    # ---- what the job sends back ----------------------------------------------------------
+
+    def _consume(self, run: _OnRay, *, final: bool = False) -> None:
+        """Read the Ray log on from ``run.offset``: ordinary lines to the job's log file, events
+        to the store, with the new offset in the same transaction. Before the job has ended only
+        whole lines are taken (the last one may still be being written)."""
         try:
             logs = self.client.get_job_logs(run.submission_id)
         except (OSError, RuntimeError):
             return
-        if not logs.startswith(run.logs):  # Ray rotated or cut them: copy what is new to us
-            run.logs = ""
-        new = logs[len(run.logs) :]
-        if new:
+        new = logs[run.offset :]
+        if not final:
+            new = new[: new.rfind("\n") + 1]
+        if not new:
+            return
+        plain: list[str] = []
+        events: list[dict[str, Any]] = []
+        for line in new.splitlines(keepends=True):
+            event = parse_event(line.rstrip("\r\n"))
+            if event is None:
+                plain.append(line)
+                if line.strip():
+                    run.last_line = line.strip()
+            else:
+                events.append(event)
+        if plain:
             with open(run.log_path, "a", encoding="utf-8") as log:
-                log.write(new)
-            run.logs = logs
+                log.write("".join(plain))
+            run.ends_line = plain[-1].endswith("\n")
+        results = [e for e in events if e["type"] == "result"]
+        with self.store.write():
+            for event in events:
+                if event["type"] != "result":
+                    self._apply_event(run, event)
+            jobs.set_log_offset(self.store, run.job.id, run.offset + len(new))
+        run.offset += len(new)
+        for event in results:
+            self._apply_result(run, event)
+
+    def _apply_event(self, run: _OnRay, event: dict[str, Any]) -> None:
+        job_id = run.job.id
+        kind = event["type"]
+        if kind == "progress":
+            jobs.set_progress(self.store, job_id, event.get("fraction", 0.0), event.get("message"))
+        elif kind == "metrics":
+            jobs.add_metrics(self.store, job_id, event.get("step", 0), event.get("values", {}))
+        elif kind == "checkpoint":
+            jobs.set_checkpoint(self.store, job_id, self.storage.url(f"{run.run}/{event['path']}"))
+        elif kind == "node" and not run.node:
+            run.node = str(event.get("node") or event.get("host"))
+            jobs.set_ray_placement(self.store, job_id, node=run.node)
+        elif kind == "file":
+            self._write_chunk(run, event)
+
+    def _write_chunk(self, run: _OnRay, event: dict[str, Any]) -> None:
+        """A piece of a file the job sent through its log, written at its offset (so reading
+        a piece twice, after a takeover, writes the same bytes again)."""
+        if not is_local(self.storage.uri):
+            return  # a node writes to a URL itself; only a local folder is reached this way
+        base = (local_path(self.storage.uri) / run.run).resolve()
+        target = (base / event["path"]).resolve()
+        if not target.is_relative_to(base):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        data = base64.b64decode(event.get("data", ""))
+        offset, size = int(event.get("offset", 0)), int(event.get("size", 0))
+        with open(partial, "r+b" if offset and partial.exists() else "wb") as handle:
+            handle.seek(offset)
+            handle.write(data)
+            handle.truncate(max(offset + len(data), 0))
+        if offset + len(data) >= size:
+            os.replace(partial, target)
+
+    def _apply_result(self, run: _OnRay, event: dict[str, Any]) -> None:
+        """End the row as the job reported, writing what a succeeded job added, all in one
+        transaction (so a worker that takes over finds it either done or not begun)."""
+        status = event.get("status")
+        try:
+            with self.store.write():
+                if jobs.get_job(self.store, run.job.id).finished:
+                    return
+                if status != "succeeded":
+                    jobs.finish(self.store, run.job.id, "cancelled" if status == "cancelled"
+                                else "failed", error=event.get("error"))  # fmt: skip
+                    return
+                rewrite = dict(event.get("rewrite") or {})
+                text = self.storage.read_bytes(f"{run.run}/{event['rows']}").decode("utf-8")
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+                applied = apply_rows(
+                    self.store, rows, rewrite=rewrite,
+                    fetch_file=lambda rel: self.storage.read_bytes(
+                        f"{run.run}/{WORKSPACE_FILES}/{rel}"),
+                )  # fmt: skip
+                result = apply_result(event.get("result") or {}, applied, rewrite)
+                jobs.finish(self.store, run.job.id, "succeeded", result=result)
+        except (CuratorError, OSError, ValueError, KeyError) as exc:
+            jobs.finish(self.store, run.job.id, "failed",
+                        error=f"the job ran, but its results could not be written: {exc}")  # fmt: skip
+
+    # ---- ending -------------------------------------------------------------------------
 
     def _end_log(self, run: _OnRay) -> None:
         """Close the job's last line (Ray's logs drop the final newline), so that a retry's
         header starts a line of its own."""
-        if run.logs and not run.logs.endswith("\n"):
+        if not run.ends_line:
             with open(run.log_path, "a", encoding="utf-8") as log:
                 log.write("\n")
+            run.ends_line = True
 
-    def _settle(self, run: _OnRay, status: str, error: str) -> None:
-        """End the row unless the runner already did (``finish`` never overwrites an end)."""
-        jobs.finish(self.store, run.job.id, status, error=error)
+    def _forget(self, run: _OnRay) -> None:
         self._end_log(run)
         del self.on_ray[run.job.id]
+
+    def _settle(self, run: _OnRay, status: str, error: str) -> None:
+        """End the row unless the job already did (``finish`` never overwrites an end)."""
+        jobs.finish(self.store, run.job.id, status, error=error)
+        self._forget(run)
 
     def _release(self) -> None:
         """Stop whatever this worker still has on the cluster and hand the rows back to the
@@ -329,13 +512,12 @@ class RayWorker:
                 except (OSError, RuntimeError):
                     ended = False
                 if ended:
-                    self._mirror_logs(run)
-                    self._end_log(run)
-                    del self.on_ray[job_id]
+                    self._consume(run, final=True)
+                    self._forget(run)
                     if jobs.get_job(self.store, job_id).status == "running":
                         jobs.set_ray_job_id(self.store, job_id, None)
             time.sleep(min(self.config.poll_s, 0.5))
-        for job_id in self.on_ray:  # Ray never confirmed: the runner may still write its end
+        for job_id in self.on_ray:  # Ray never confirmed: the job may still send its end
             jobs.set_ray_job_id(self.store, job_id, None)
         self.on_ray.clear()
 
@@ -345,9 +527,8 @@ def _first_line(info: Any) -> str:
     return message.splitlines()[0][:300] if message else str(info.status)
 
 
-def _last_line(logs: str) -> str:
-    lines = [ln for ln in logs.splitlines() if ln.strip()]
-    return f": {lines[-1][-300:]}" if lines else ""
+def _tail(line: str) -> str:
+    return f": {line[-300:]}" if line else ""
 
 
 def run_ray_worker(

@@ -15,9 +15,10 @@ from typing import Any
 
 from curation.errors import CuratorError
 from curation.evalsets import EvalSet
+from curation.pairs import LABELS_HELP, parse_labels
 from training import trainer_base as base
 from training.config import TrainConfig
-from training.data import LABELS_HELP, PreferencePair, load_training_data, parse_labels
+from training.data import PreferencePair, load_training_data
 from training.evaluate import evaluate_reward_model, pair_accuracy
 from training.reward_judge import register_reward_judge
 from training.reward_scorer import RewardScorer, encode_response, model_max_length

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import CuratorError
+from curation.evalsets import EvalScore, EvalSet
+from curation.pairs import SplitLabels
 from training.kinds import JobCancelled, JobContext
 
 
@@ -62,9 +64,7 @@ class RewardModelSweepData:
     @classmethod
     def load(cls, ctx: JobContext, dataset: str, eval_dataset: str, sweep: Any,
              reward: dict[str, Any]) -> RewardModelSweepData:  # fmt: skip
-        from curation.evalsets import EvalSet
         from routing.features import FeatureMatrix
-        from routing.splits import SplitLabels
         from training.reward import RewardTrainConfig
 
         features = FeatureMatrix.load(ctx.store, dataset).for_routing()
@@ -85,7 +85,6 @@ class RewardModelSweepData:
     ) -> tuple[Any, int]:
         """A full reward model on the split, scored on the whole eval set (``part`` and ``seed``
         are the probe's: a reward-model sweep is not proven by :mod:`routing.evaluation`)."""
-        from curation.evalsets import EvalScore
         from training.data import as_pair
         from training.evaluate import evaluate_reward_model
         from training.reward import train_reward_scorer

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from curation.embeddings import DEFAULT_ENCODER, ENCODER_ALIASES, shipped_encoder
 from curation.errors import CuratorError
 from curation.store import Store
 from curation.workspace import Workspace
-from routing.embeddings import DEFAULT_ENCODER, ENCODER_ALIASES, shipped_encoder
 from routing.judges import ROLE_NAMES
 from routing.models import DEFAULT_MODEL, is_default, resolve_model
 from training.config import TrainConfig

@@ -13,9 +13,9 @@ import streamlit as st
 
 from app import state, widgets
 from curation import bulk, explore, flags, queues, saved_views, users
+from curation.embeddings import Encoder, EncoderConfig
 from curation.errors import CuratorError
 from curation.store import InstanceFilter
-from routing.embeddings import Encoder, EncoderConfig
 from routing.semantic_search import PromptIndex
 
 PAGE_SIZES = (25, 50, 100, 200)

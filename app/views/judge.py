@@ -12,6 +12,7 @@ import streamlit as st
 from app import state, widgets
 from curation.agreement import judge_accuracy, load_labels
 from curation.errors import CuratorError
+from curation.pairs import REFERENCES
 from curation.queues import assign_escalations
 from curation.users import list_users
 from routing.judges import BACKENDS, Judge, judge_dataset, open_backend, shipped_templates
@@ -24,7 +25,6 @@ from routing.selective import (
     escalated_instance_ids,
     judges_in,
 )
-from routing.splits import REFERENCES
 
 state.require_page_role(state.CURATOR)
 st.title("Judges")

@@ -1,9 +1,9 @@
 """Mix: compose SFT, safety and preference mixtures, see their composition live, check them for
 duplicates and eval overlap, build versions, compare two versions, and map what datasets cover.
 
-Everything here is :mod:`curation.mixtures` (specs, build, versions, diff, export) and
-:mod:`curation.coverage`; the form only writes a spec mapping, which ``parse_spec`` checks as it
-checks a spec file.
+Everything here is :mod:`curation.mixtures` (specs, versions, diff, export; the build through
+:mod:`training.mix_job`, which adds trust or escalate) and :mod:`curation.coverage`; the form only
+writes a spec mapping, which ``parse_spec`` checks as it checks a spec file.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from curation.mixtures import (
     KINDS,
     LABEL_SOURCES,
     SOURCE_KINDS,
-    build_mixture,
     diff_mixtures,
     export_mixture,
     list_mixtures,
@@ -42,7 +41,9 @@ from curation.mixtures import (
     preview,
     resolve_mixture,
 )
+from curation.pairs import LABELS_HELP
 from curation.safety import type_ratios
+from training.mix_job import build_mixture
 
 SUFFIXES = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 _DRY_KEY = "mix_dry_run"  # (spec yaml, manifest) of the last check
@@ -128,8 +129,8 @@ def compose(datasets: list[dict]) -> None:
     if kind == "preference":
         c1, c2, c3 = st.columns(3)
         spec["preference"] = {
-            "labels": c1.selectbox("Labels", LABEL_SOURCES, key="mix_labels",
-                                   help="hybrid: human majority where people labelled, else LM."),
+            "labels": c1.selectbox("Labels", LABEL_SOURCES, LABEL_SOURCES.index("hybrid"),
+                                   key="mix_labels", help=LABELS_HELP),
             "slight": c2.selectbox("'Slightly' preferences", ("collapse", "drop"), key="mix_slight"),
             "trusted_only": c3.checkbox("Only LM labels trust-or-escalate keeps", key="mix_trusted"),
         }  # fmt: skip

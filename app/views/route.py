@@ -641,7 +641,7 @@ def _plan_section(store, dataset: str, plan: RoutePlan) -> None:
         if not st.form_submit_button("Send to annotators", key="route_send_submit"):
             return
     try:
-        counts = assign_plan(store, int(plan_id), chosen, overlap=int(overlap))
+        counts = assign_plan(store, dataset, int(plan_id), chosen, overlap=int(overlap))
     except CuratorError as exc:
         st.error(str(exc))
     else:

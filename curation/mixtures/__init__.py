@@ -28,17 +28,19 @@ One concern a module: ``spec`` (the spec as data), ``spec_reader`` (reading a sp
 re-exports what the rest of the code uses.
 """
 
-from curation.mixtures.build import build_mixture, run_build_job
+from curation.mixtures.build import BuildResult, build_mixture
 from curation.mixtures.diff import diff_mixtures
 from curation.mixtures.export import export_mixture
 from curation.mixtures.formats import DATA_FILE, FORMATS
 from curation.mixtures.preview import manifest_tables, preview
 from curation.mixtures.read import iter_mixture_rows, mixture_rows
-from curation.mixtures.spec import KINDS, LABEL_SOURCES, SOURCE_KINDS
+from curation.mixtures.spec import KINDS, SOURCE_KINDS
 from curation.mixtures.spec_reader import load_spec, parse_spec
 from curation.mixtures.versions import list_mixtures, resolve_mixture
+from curation.pairs import LABEL_SOURCES
 
 __all__ = [
+    "BuildResult",
     "DATA_FILE",
     "FORMATS",
     "KINDS",
@@ -55,5 +57,4 @@ __all__ = [
     "parse_spec",
     "preview",
     "resolve_mixture",
-    "run_build_job",
 ]

@@ -1,5 +1,5 @@
 """Building a spec: every stage drawn, the manifest (counts, reports, hashes) assembled, and a
-new version stored, or the latest one returned when nothing changed; also the background job."""
+new version stored, or the latest one returned when nothing changed."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from curation.errors import CuratorError
 from curation.mixtures.draw import Progress, build_stage
 from curation.mixtures.formats import DATA_FILE, HF_DIR, row_bytes
 from curation.mixtures.spec import MixtureSpec
-from curation.mixtures.spec_reader import parse_spec
 from curation.mixtures.versions import decode_row, latest_row, store_version
+from curation.pairs import TrustRule
 from curation.store import Store
 
 
@@ -70,11 +70,14 @@ def build_mixture(
     new_version: bool = False,
     job_id: int | None = None,
     progress: Progress | None = None,
+    trust: TrustRule | None = None,
 ) -> BuildResult:
     """Build a spec into a new version (or, when nothing changed, return the latest version).
 
     ``dry_run`` computes the manifest (pools, dedup, decontamination, counts) and writes nothing;
     ``new_version`` stores a new version even when it repeats the latest one byte for byte.
+    ``trust`` is trust or escalate, which a preference spec's ``trusted_only`` needs: it lives
+    above curation, so callers pass it (``training.mix_job.build_mixture`` does).
     """
     progress = progress or (lambda message, fraction: None)
     started = time.perf_counter()
@@ -85,7 +88,7 @@ def build_mixture(
             f"{spec.kind} spec needs another name"
         )
     eval_sets = _eval_sets(store, spec)
-    stages = [build_stage(store, spec, stage, eval_sets, progress) for stage in spec.stages]
+    stages = [build_stage(store, spec, stage, eval_sets, progress, trust) for stage in spec.stages]
     progress("writing", 0.9)
     digest = hashlib.sha256()
     n_rows = 0
@@ -149,22 +152,3 @@ def build_mixture(
         return BuildResult(decode_row(latest), json.loads(latest["manifest"]), reused=True)
     rows = [row for stage in stages for row in stage.rows]
     return BuildResult(*store_version(store, spec, rows, manifest, reports, job_id=job_id))
-
-
-def run_build_job(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
-    """A background job that builds a mixture: register it with
-    ``training.kinds.register_kind("mix", "curation.mixtures:run_build_job")``; its job spec is
-    ``{"spec": <the spec mapping>}``."""
-    parsed = parse_spec(spec.get("spec") or {}, file=f"job {ctx.job.id}")
-    result = build_mixture(
-        ctx.store,
-        parsed,
-        job_id=ctx.job.id,
-        progress=lambda message, fraction: ctx.progress(fraction, message),
-    )
-    return {
-        "mixture": result.ref,
-        "rows": result.manifest["rows"],
-        "content_hash": result.manifest["content_hash"],
-        "reused": result.reused,
-    }

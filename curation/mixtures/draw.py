@@ -17,6 +17,7 @@ from curation.dedup import DedupConfig, find_duplicates
 from curation.errors import CuratorError
 from curation.mixtures.pools import Candidate, Pool, preference_pool, sft_pool
 from curation.mixtures.spec import MixtureSpec, SourceSpec, StageSpec
+from curation.pairs import TrustRule
 from curation.safety import SAFETY_TYPES, safety_count, split_count
 from curation.store import Store
 
@@ -67,12 +68,13 @@ def build_stage(
     stage: StageSpec,
     eval_sets: list[PromptSet],
     progress: Progress,
+    trust: TrustRule | None = None,
 ) -> BuiltStage:
     """One stage: read the pools, drop duplicates and eval overlaps, draw, shuffle."""
     label = f"stage {stage.name}" if len(spec.stages) > 1 else "pools"
     progress(f"{label}: reading sources", 0.0)
     pools = [
-        preference_pool(store, spec, source)
+        preference_pool(store, spec, source, trust)
         if spec.kind == "preference"
         else sft_pool(store, spec, source, source.name, source.path)
         for source in stage.sources

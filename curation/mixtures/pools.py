@@ -1,10 +1,11 @@
 """Pools: the rows each source could contribute (conversations, safety prompts with their
-completions, or preference pairs under the hybrid label rules), and what was left out and why."""
+completions, or preference pairs under a label source of :mod:`curation.pairs`), and what was
+left out and why."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from curation.decontam import user_text
 from curation.errors import CuratorError
 from curation.flags import excluded_instance_ids
 from curation.mixtures.spec import SOURCE_KINDS, MixtureSpec, SourceSpec
+from curation.pairs import PairLabels, TrustedLabels, TrustRule, pair_labels
 from curation.safety import SafetySpec, safety_type_of
 from curation.store import InstanceFilter, Store
 
@@ -39,6 +41,10 @@ class Pool:
     candidates: list[Candidate] = field(default_factory=list)
     left_out: Counter[str] = field(default_factory=Counter)
     labels: dict[str, Any] | None = None  # preference pools: where the labels came from
+
+
+# How a pair without a winner is counted in the manifest, by why (see curation.pairs.MISSING).
+_LEFT_OUT = {"tie": "{}_no_verdict", "unlabelled": "unlabelled", "untrusted": "{}_untrusted"}
 
 
 def _turns(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -138,77 +144,60 @@ def sft_pool(
     return pool
 
 
-def _preference_labels(
-    store: Store, spec: MixtureSpec, dataset: str
-) -> tuple[dict[int, int], dict[str, Any]]:
-    """Each instance's training verdict (-1 A, 1 B; 0 none) and where the labels came from.
-
-    The labels are routing's (:class:`routing.splits.SplitLabels`: the human strict majority,
-    the chosen judge's verdict, "slightly" collapsed or dropped); trusted-only keeps an LM verdict
-    only where trust or escalate (:mod:`routing.selective`) would not escalate the instance.
-    Imported here, not at the top: the label rules have one home, in routing, and curation must
-    not need the routing stack to import.
-    """
-    from routing.splits import LabelConfig, SplitLabels
-
+def _trust(
+    store: Store, spec: MixtureSpec, dataset: str, rule: TrustRule | None
+) -> Callable[[str], TrustedLabels] | None:
+    """The trusted-only rule for one source's judge, when the spec asks for it. Trust or escalate
+    lives above curation (``routing.selective``), so the builder's caller supplies it."""
     pref = spec.preference
-    labels = SplitLabels.load(store, dataset, LabelConfig(slight=pref.slight, judge=pref.judge))
+    if not pref.trusted_only:
+        return None
+
+    def trusted(judge: str) -> TrustedLabels:
+        if rule is None:
+            raise CuratorError(
+                f"{spec.locate('preference.trusted_only')}: keeping only trusted LM labels needs "
+                "trust or escalate; build with `curator mix build`, the Mix page or a mix job"
+            )
+        return rule(
+            store, dataset, judge, threshold=pref.threshold, alpha=pref.alpha, delta=pref.delta
+        )
+
+    return trusted
+
+
+def _preference_labels(
+    store: Store, spec: MixtureSpec, dataset: str, trust: TrustRule | None
+) -> tuple[PairLabels, dict[str, Any]]:
+    """Each instance's training verdict under the spec's label source (:mod:`curation.pairs`)
+    and where the labels came from; trusted-only keeps an LM verdict only where trust or
+    escalate (``trust``) would not escalate the instance."""
+    pref = spec.preference
+    labels = pair_labels(
+        store,
+        dataset,
+        pref.labels,
+        judge=pref.judge,
+        slight=pref.slight,
+        trust=_trust(store, spec, dataset, trust),
+    )
     info: dict[str, Any] = {"judge": labels.judge, "labels": pref.labels, "slight": pref.slight}
-    trusted: set[int] | None = None
-    if pref.trusted_only and pref.labels != "human" and labels.judge is not None:
-        from routing.selective import (
-            calibrate,
-            calibration_items_from_store,
-            escalated_instance_ids,
-        )
-
-        threshold = pref.threshold
-        if threshold is None:
-            items = calibration_items_from_store(store, dataset, labels.judge)
-            result = calibrate(items, pref.alpha, pref.delta, judge=labels.judge)
-            threshold = result.threshold
-            info["calibration"] = {
-                k: getattr(result, k)
-                for k in ("threshold", "coverage", "n", "n_kept", "alpha", "delta", "certified")
-            }
-        escalated = set(escalated_instance_ids(store, dataset, labels.judge, threshold))
-        trusted = {int(i) for i in labels.instance_ids} - escalated
-        info["threshold"] = threshold
-    counts = {
-        row[0]: (row[1], row[2])
-        for row in store.conn.execute(
-            "SELECT s.instance_id, s.n_human, s.n_lm FROM instance_summary s "
-            "JOIN instances i ON i.id = s.instance_id WHERE i.dataset_id = ?",
-            (store.dataset(dataset)["id"],),
-        )
-    }
-    out: dict[int, int] = {}
-    origin: dict[int, str] = {}
-    for instance_id, human, lm in zip(
-        labels.instance_ids.tolist(), labels.human.tolist(), labels.lm.tolist(), strict=True
-    ):
-        n_human, n_lm = counts.get(instance_id, (0, 0))
-        if pref.labels == "human" or (pref.labels == "hybrid" and n_human):
-            value, why = int(human), "human" if n_human else "none"
-        elif not n_lm:
-            value, why = 0, "none"
-        elif trusted is not None and instance_id not in trusted:
-            value, why = 0, "untrusted"
-        else:
-            value, why = int(lm), "lm"
-        out[instance_id], origin[instance_id] = value, why
-    info["origin"] = origin
-    return out, info
+    if labels.trusted is not None:
+        if labels.trusted.calibration is not None:
+            info["calibration"] = labels.trusted.calibration
+        info["threshold"] = labels.trusted.threshold
+    return labels, info
 
 
-def preference_pool(store: Store, spec: MixtureSpec, source: SourceSpec) -> Pool:
-    """Preference rows of a source: prompt/chosen/rejected from the hybrid labels."""
+def preference_pool(
+    store: Store, spec: MixtureSpec, source: SourceSpec, trust: TrustRule | None = None
+) -> Pool:
+    """Preference rows of a source: prompt/chosen/rejected under the spec's label source."""
     dataset_of(store, spec, source.dataset, source.path + ".dataset", SOURCE_KINDS["preference"])
     pool = Pool(source.name, source.dataset, source)
     chosen = _filtered_ids(store, source.dataset, source.where, spec.locate(source.path + ".where"))
     flagged = flagged_ids(store, spec, source.dataset)
-    verdicts, info = _preference_labels(store, spec, source.dataset)
-    origin = info.pop("origin")
+    labels, info = _preference_labels(store, spec, source.dataset, trust)
     used: Counter[str] = Counter()
     for instance_id, inst in store.iter_instances(source.dataset):
         pool.instances += 1
@@ -221,15 +210,12 @@ def preference_pool(store: Store, spec: MixtureSpec, source: SourceSpec) -> Pool
         if not inst.response_a or not inst.response_b:
             pool.left_out["no_response"] += 1
             continue
-        side = verdicts.get(instance_id, 0)
-        if side == 0:
-            why = origin.get(instance_id, "none")
-            reason = {"untrusted": "lm_untrusted", "none": "unlabelled"}.get(
-                why, f"{why}_no_verdict"
-            )
-            pool.left_out[reason] += 1
+        if instance_id not in labels.winners:
+            consulted, why = labels.missing.get(instance_id, ("", "unlabelled"))
+            pool.left_out[_LEFT_OUT[why].format(consulted)] += 1
             continue
-        used[origin[instance_id]] += 1
+        side, origin = labels.winners[instance_id]
+        used[origin] += 1
         first, second = (inst.response_a, inst.response_b) if side < 0 else (
             inst.response_b, inst.response_a
         )  # fmt: skip

@@ -17,8 +17,6 @@ from curation.errors import Problem
 from curation.safety import SafetySpec
 
 KINDS = ("sft", "safety", "preference")
-LABEL_SOURCES = ("hybrid", "human", "lm")
-SLIGHT = ("collapse", "drop")
 DEFAULT_STAGE = "main"
 # The dataset kinds each mixture kind can draw its (general) sources from.
 SOURCE_KINDS = {
@@ -80,7 +78,8 @@ class PreferenceSpec:
     labels: str = field(
         default="hybrid",
         metadata={"help": "hybrid: the human majority where people labelled the pair, the LM "
-                          "judge otherwise; human or lm: that side only."},
+                          "judge otherwise; any label source of curation.pairs (best, human, "
+                          "lm, gold, plan:<id>) too."},
     )  # fmt: skip
     judge: str | None = field(
         default=None, metadata={"help": "LM judge whose labels count (default: the most used)."}

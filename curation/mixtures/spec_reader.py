@@ -27,14 +27,13 @@ from curation.errors import CuratorError, Problem
 from curation.mixtures.spec import (
     DEFAULT_STAGE,
     KINDS,
-    LABEL_SOURCES,
-    SLIGHT,
     EvalTarget,
     MixtureSpec,
     PreferenceSpec,
     SourceSpec,
     StageSpec,
 )
+from curation.pairs import LABEL_SOURCES, SLIGHT, parse_labels
 from curation.safety import SAFETY_TYPES, SafetySpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -422,8 +421,15 @@ def _read_preference(reader: _Reader, value: Any) -> PreferenceSpec:
     if judge is not None and not isinstance(judge, str):
         reader.problem(_join(path, "judge"), f"expected a judge name, got {judge!r}")
         judge = None
+    labels = data.get("labels", base.labels)
+    try:
+        parse_labels(labels if isinstance(labels, str) else "")
+    except CuratorError:
+        choices = f"{', '.join(LABEL_SOURCES)} or plan:<id>"
+        reader.problem(_join(path, "labels"), f"expected one of {choices}, got {labels!r}")
+        labels = base.labels
     return PreferenceSpec(
-        labels=reader.choice(data, "labels", path, base.labels, LABEL_SOURCES),
+        labels=labels,
         judge=judge,
         slight=reader.choice(data, "slight", path, base.slight, SLIGHT),
         trusted_only=reader.flag(data, "trusted_only", path, base.trusted_only),

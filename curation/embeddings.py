@@ -1,4 +1,5 @@
-"""Sentence embeddings for routing: the shipped all-MiniLM-L6-v2 (or any HF encoder), mean-pooled.
+"""Sentence embeddings for every layer (routing's features, coverage maps, semantic search, trainers):
+the shipped all-MiniLM-L6-v2 (or any HF encoder), mean-pooled.
 
 One forward pass gives both what the features need: a normalised sentence vector per text (cosine
 similarity, the embedding tagger, the reward probe) and, when asked, the normalised token vectors
