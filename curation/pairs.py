@@ -28,7 +28,7 @@ import pandas as pd
 
 from curation.agreement import majority
 from curation.errors import CuratorError
-from curation.store import Store
+from curation.store import Store, usable_labels_sql
 
 LABEL_SOURCES = ("best", "hybrid", "human", "lm", "gold")
 LABELS_HELP = (
@@ -81,6 +81,11 @@ class LabelConfig:
         default=None, metadata={"help": "The LM judge whose labels are used (default: the one "
                                         "with the most labels on the dataset)."}
     )  # fmt: skip
+    accepted_only: bool = field(
+        default=False,
+        metadata={"help": "Count only people's labels a reviewer accepted (a rejected label "
+                          "never counts)."},
+    )  # fmt: skip
 
     def validate(self) -> LabelConfig:
         if self.slight not in SLIGHT:
@@ -118,10 +123,10 @@ class SplitLabels:
         human: list[tuple[int, int]] = []
         lm: dict[int, int] = {}
         rows = store.conn.execute(
-            "SELECT a.instance_id, a.annotator_kind, a.annotator, a.overall FROM annotations a "
+            "SELECT a.instance_id, a.annotator_kind, a.annotator, a.overall FROM annotations a "  # noqa: S608
             "JOIN instances i ON i.id = a.instance_id "
-            "WHERE i.dataset_id = ? AND a.status = 'submitted' AND a.overall IS NOT NULL "
-            "ORDER BY a.id",
+            f"WHERE i.dataset_id = ? AND {usable_labels_sql('a', accepted_only=config.accepted_only)} "
+            "AND a.overall IS NOT NULL ORDER BY a.id",
             (ds["id"],),
         )
         for instance_id, kind, annotator, overall in rows:
@@ -280,16 +285,20 @@ def pair_labels(
     judge: str | None = None,
     slight: str = "collapse",
     trust: Callable[[str], TrustedLabels] | None = None,
+    accepted_only: bool = False,
 ) -> PairLabels:
     """Every pair of a dataset with its training winner under ``labels`` (see the module doc).
 
     ``trust``, given the judge's name, says which LM labels may be used (trust or escalate); an
     LM label outside them is left out as ``untrusted``. A named judge that has not labelled the
-    dataset, or ``lm``/``best``/``plan`` labels with no judge at all, is a curator's error."""
+    dataset, or ``lm``/``best``/``plan`` labels with no judge at all, is a curator's error.
+    ``accepted_only`` counts only people's labels a reviewer accepted."""
     source, plan_id = parse_labels(labels)
     ds = store.dataset(dataset)
-    split = SplitLabels.load(store, dataset, LabelConfig(slight=slight, judge=judge))
-    has_human = _labelled_by(store, ds["id"], "human", None)
+    split = SplitLabels.load(
+        store, dataset, LabelConfig(slight=slight, judge=judge, accepted_only=accepted_only)
+    )
+    has_human = _labelled_by(store, ds["id"], "human", None, accepted_only=accepted_only)
     has_lm = _labelled_by(store, ds["id"], "lm", split.judge) if split.judge else set()
     if source in ("lm", "best", "plan") and (judge or source == "lm") and not has_lm:
         who = f"judge {judge!r}" if judge else "no LM judge"
@@ -336,11 +345,14 @@ def pair_labels(
     return out
 
 
-def _labelled_by(store: Store, dataset_id: int, kind: str, annotator: str | None) -> set[int]:
+def _labelled_by(
+    store: Store, dataset_id: int, kind: str, annotator: str | None, *, accepted_only: bool = False
+) -> set[int]:
     """Instances with a submitted overall label from people (``kind='human'``) or one judge."""
+    usable = usable_labels_sql("a", accepted_only=accepted_only)
     rows = store.conn.execute(
-        "SELECT DISTINCT a.instance_id FROM annotations a JOIN instances i ON i.id = a.instance_id "
-        "WHERE i.dataset_id = ? AND a.annotator_kind = ? AND a.status = 'submitted' "
+        "SELECT DISTINCT a.instance_id FROM annotations a JOIN instances i ON i.id = a.instance_id "  # noqa: S608
+        f"WHERE i.dataset_id = ? AND a.annotator_kind = ? AND {usable} "
         "AND a.overall IS NOT NULL AND (? IS NULL OR a.annotator = ?)",
         (dataset_id, kind, annotator, annotator),
     )

@@ -417,6 +417,27 @@ def test_slight_preferences_can_be_dropped(store, labelled):
     assert kept == {labelled[0], labelled[3]}  # human -2 and -1 leave the clear -2: still A
 
 
+def test_a_rejected_label_never_counts_and_accepted_only_counts_just_the_accepted(store, labelled):
+    """p0's people say A and the judge B. Unreviewed, people decide; with accepted-only and
+    nothing accepted, the judge does; once ann's label is accepted, people decide again; and a
+    rejected label never counts."""
+    from curation import review
+
+    def chosen(**preference) -> str:
+        result = build_mixture(store, preference_spec(**preference), new_version=True)
+        rows = {r["instance_id"]: r for r in mixture_rows(store, result.ref)}
+        return rows[labelled[0]]["chosen"]
+
+    labels = {a["annotator"]: a["id"] for a in store.annotations_for(labelled[0])}
+    assert chosen() == "A0"
+    assert chosen(accepted_only=True) == "B0"
+    review.accept(store, labels["ann"], None)
+    assert chosen(accepted_only=True) == "A0"
+    review.reject(store, labels["ann"], None, "wrong side")
+    review.reject(store, labels["bob"], None, "wrong side")
+    assert chosen() == "B0"
+
+
 def test_trusted_only_keeps_lm_labels_at_or_above_the_threshold(store, labelled):
     from routing.selective import trusted_labels
 

@@ -166,3 +166,18 @@ def test_the_review_page_accepts_and_rejects_for_a_reviewer(
     at.text_input(key=note).set_value("copied from A").run()
     at.button(key="review_reject").click().run()
     assert [m.value for m in at.metric] == ["4", "1", "1"]
+
+
+def test_routing_labels_leave_out_rejected_ones_and_can_count_accepted_only(labelled):
+    """The labels a sweep and the routing proof read (curation.pairs.SplitLabels)."""
+    from curation.pairs import LabelConfig, SplitLabels
+
+    rita = users.get_user(labelled, "rita")
+    review.reject(labelled, _id(labelled, "p0", "ann"), rita, "no")
+    review.reject(labelled, _id(labelled, "p0", "bob"), rita, "no")
+    review.accept(labelled, _id(labelled, "p1", "ann"), rita)
+    every = SplitLabels.load(labelled, "d")
+    accepted = SplitLabels.load(labelled, "d", LabelConfig(accepted_only=True))
+    assert every.human.tolist() == [0, -1, -1]  # p0's people were rejected
+    assert accepted.human.tolist() == [0, -1, 0]  # only p1 has an accepted label
+    assert every.lm.tolist() == accepted.lm.tolist() == [1, 0, 0]  # the judge is not reviewed

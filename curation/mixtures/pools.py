@@ -180,6 +180,7 @@ def _preference_labels(
         judge=pref.judge,
         slight=pref.slight,
         trust=_trust(store, spec, dataset, trust),
+        accepted_only=pref.accepted_only,
     )
     info: dict[str, Any] = {"judge": labels.judge, "labels": pref.labels, "slight": pref.slight}
     if labels.trusted is not None:

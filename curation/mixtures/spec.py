@@ -98,6 +98,11 @@ class PreferenceSpec:
         metadata={"help": "Trusted only: the judge's confidence threshold; default: calibrate "
                           "it on the dataset's human labels with alpha and delta."},
     )  # fmt: skip
+    accepted_only: bool = field(
+        default=False,
+        metadata={"help": "Count only people's labels a reviewer accepted (a rejected label "
+                          "never counts)."},
+    )  # fmt: skip
     alpha: float = field(default=0.15, metadata={"help": "Calibration: tolerated disagreement."})
     delta: float = field(default=0.1, metadata={"help": "Calibration: chance the bound fails."})
 

@@ -433,6 +433,7 @@ def _read_preference(reader: _Reader, value: Any) -> PreferenceSpec:
         judge=judge,
         slight=reader.choice(data, "slight", path, base.slight, SLIGHT),
         trusted_only=reader.flag(data, "trusted_only", path, base.trusted_only),
+        accepted_only=reader.flag(data, "accepted_only", path, base.accepted_only),
         threshold=threshold,
         alpha=reader.number(data, "alpha", path, base.alpha, low=0.001, high=0.999),
         delta=reader.number(data, "delta", path, base.delta, low=0.001, high=0.999),
