@@ -58,6 +58,17 @@ def test_the_page_calibrates_the_demo_judge_and_plots_coverage_against_agreement
     assert any("against the human majority" in c.value for c in at.caption)
 
 
+def test_a_judge_that_cannot_be_certified_says_why_and_figures_share_one_precision(demo_ws):
+    at = _judge_page()
+    at.number_input(key="judges_alpha").set_value(0.01).run()
+    assert at.metric[0].value == "abstains"
+    assert any("No threshold passes the test" in w.value for w in at.warning)
+    at.number_input(key="judges_alpha").set_value(0.3).run()
+    threshold, _, kept, guaranteed = (m.value for m in at.metric)
+    assert len(threshold.split(".")[1]) == len(kept.split(".")[1]) == 3
+    assert len(guaranteed.split(".")[1]) == 3
+
+
 def test_escalated_items_go_to_the_chosen_annotators(demo_ws):
     with Store.open(demo_ws) as store:
         add_user(store, "boss", "curator", "a long enough password")
@@ -70,6 +81,12 @@ def test_escalated_items_go_to_the_chosen_annotators(demo_ws):
     at.switch_page("views/judge.py").run()
     assert not at.exception, [e.value for e in at.exception]
     at.multiselect(key="escalate_annotators").set_value(["ana"])
+    at.button(key="escalate_submit").click().run()
+    # every escalated item at once: asked first, nothing queued until confirmed
+    assert any("Tick the box to queue" in w.value for w in at.warning)
+    with Store.open(demo_ws) as store:
+        assert store.conn.execute("SELECT count(*) FROM assignments").fetchone()[0] == 0
+    at.checkbox(key="escalate_confirm").check()
     at.button(key="escalate_submit").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.success and "queued" in at.success[0].value
@@ -89,6 +106,11 @@ def test_running_a_judge_from_the_page_stores_its_labels(demo_ws, tiny_model):
     at.button(key="run_judge_submit").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("tiny-judge: judged 4 pairs" in s.value for s in at.success)
+    assert at.selectbox(key="judges_judge").value == "tiny-judge"  # the new judge is shown
+    # four labels: the domain table compares only those, not the domains' totals
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["domain", "compared", "with a human majority", "agreement"]
+    assert table["compared"].sum() <= 4 < table["with a human majority"].sum()
     with Store.open(demo_ws) as store:
         n = store.conn.execute(
             "SELECT count(*) FROM annotations WHERE annotator = 'tiny-judge' AND annotator_kind = 'lm'"

@@ -26,6 +26,8 @@ from routing.selective import (
     judges_in,
 )
 
+_SELECT_NEXT = "judges_select_next"  # a judge just run, to show once its labels are read
+
 state.require_page_role(state.CURATOR)
 st.title("Judges")
 st.caption(
@@ -35,6 +37,7 @@ st.caption(
     "keep goes to annotators."
 )
 store = state.store()
+state.show_flash()
 datasets = [
     d["name"] for d in state.memo("datasets", store.list_datasets) if d["kind"] == "preference"
 ]
@@ -81,7 +84,8 @@ def _run_judge_form() -> None:
         )
         if background:
             spec = judge.config() | {"dataset": dataset, "limit": int(limit)}
-            widgets.launch_background(store, "judge", spec, f"judge {judge.name}")
+            if widgets.launch_background(store, "judge", spec, f"judge {judge.name}"):
+                st.session_state[_SELECT_NEXT] = judge.name  # once its labels arrive
             return
         bar = st.progress(0.0, text="loading the model")
         backend_obj = open_backend(judge, store.workspace)
@@ -98,9 +102,31 @@ def _run_judge_form() -> None:
     except CuratorError as exc:
         st.error(str(exc))
     else:
-        st.success(
-            f"{judge.name}: judged {counts['judged']} pairs, {counts['skipped_done']} were done"
+        state.forget()
+        st.session_state[_SELECT_NEXT] = judge.name  # shown below once the page reruns
+        state.flash(
+            "success",
+            f"{judge.name}: judged {counts['judged']} pairs, {counts['skipped_done']} were done",
         )
+        st.rerun()
+
+
+def abstain_reason(result, alpha: float, items) -> str:
+    """Why no threshold was certified, in words a curator can act on."""
+    n = len(items)
+    if n < SelectiveConfig().min_kept:
+        return (
+            f"No threshold passes the test: only {n} calibration items, and a threshold is "
+            f"tested only when it keeps at least {SelectiveConfig().min_kept}. Label more pairs "
+            "or run the judge on more of them."
+        )
+    agree = sum(item.agrees for item in items) / n
+    return (
+        f"No threshold passes the test: even this judge's most confident verdicts disagree with "
+        f"the reference more than alpha {alpha:.2f} allows at this delta (it agrees on "
+        f"{agree:.1%} of all {n} items). Raise alpha, or use a stronger judge; everything goes "
+        "to people meanwhile."
+    )
 
 
 with st.expander("Run a judge on this dataset"):
@@ -114,6 +140,8 @@ judges = state.memo(("judges_in", dataset), lambda: judges_in(store, dataset))
 if not judges:
     st.info(f"No LM labels in {dataset!r} yet: run a judge on it first.")
     st.stop()
+if st.session_state.get(_SELECT_NEXT) in judges:  # the judge just run is the one shown
+    st.session_state["judges_judge"] = st.session_state.pop(_SELECT_NEXT)
 judge = st.selectbox("Judge", judges, key="judges_judge")
 
 defaults = SelectiveConfig()
@@ -156,7 +184,7 @@ except CuratorError as exc:
 result = calibrate(items, alpha, delta, judge=judge)
 
 cols = st.columns(4)
-cols[0].metric("Threshold", "abstains" if result.threshold is None else f"{result.threshold:.4f}")
+cols[0].metric("Threshold", "abstains" if result.threshold is None else f"{result.threshold:.3f}")
 cols[1].metric("Coverage", f"{result.coverage:.1%}", help="share of calibration items it keeps")
 cols[2].metric(
     "Agreement on kept",
@@ -164,9 +192,11 @@ cols[2].metric(
 )
 cols[3].metric(
     "Guaranteed",
-    "–" if result.guaranteed_agreement is None else f"≥ {result.guaranteed_agreement:.2f}",
-    help=f"holds with probability ≥ {1 - delta:.2f}",
+    "–" if result.guaranteed_agreement is None else f"≥ {result.guaranteed_agreement:.3f}",
+    help=f"holds with probability ≥ {1 - delta:.3f}",
 )
+if result.threshold is None:
+    st.warning(abstain_reason(result, alpha, items), icon=":material/block:")
 st.caption(
     f"{result.n} calibration items, against "
     + (
@@ -198,7 +228,7 @@ if not curve.empty:
         height=380,
         margin={"t": 30},
     )
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
 
 st.subheader("Agreement with people by domain")
 accuracy = judge_accuracy(state.memo(("labels", dataset), lambda: load_labels(store, dataset)))
@@ -206,8 +236,17 @@ accuracy = accuracy[accuracy["judge"] == judge]
 if accuracy.empty:
     st.caption("No instance has both a human majority and this judge's label.")
 else:
+    st.caption(
+        "Over the pairs this judge labelled that also have a human majority (compared), "
+        "of the domain's pairs with a human majority."
+    )
+    shown = accuracy.assign(
+        compared=accuracy["n_labels"], agreement=accuracy["agreement"].round(3)
+    ).rename(columns={"n_items": "with a human majority"})
     st.dataframe(
-        accuracy[["domain", "n_items", "agreement"]], hide_index=True, use_container_width=True
+        shown[["domain", "compared", "with a human majority", "agreement"]],
+        hide_index=True,
+        width="stretch",
     )
 
 st.subheader("Escalate to annotators")
@@ -222,9 +261,18 @@ else:
     with st.form("escalate"):
         chosen = st.multiselect("Annotators", people, key="escalate_annotators")
         overlap = st.number_input("Annotators per item", 1, max(1, len(people)), 1)
+        sure = st.checkbox(
+            f"Yes, queue all {len(escalated):,} escalated items", key="escalate_confirm"
+        )
         if st.form_submit_button(
             "Send escalated items", disabled=not escalated, key="escalate_submit"
         ):
+            if not sure:
+                st.warning(
+                    f"Tick the box to queue {len(escalated):,} items: that is every item "
+                    "the judge may not keep."
+                )
+                st.stop()
             try:
                 counts = assign_escalations(store, dataset, escalated, chosen, overlap=int(overlap))
             except CuratorError as exc:
