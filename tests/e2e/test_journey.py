@@ -251,7 +251,10 @@ def test_an_annotator_labels_three_pairs_with_the_keyboard(app, browser, demo_ro
 
 
 def test_every_page_in_the_menu_opens_for_a_curator(curator_page):
+    """Every page is in view (no "View N more"), and the one open is marked as current."""
     page = curator_page
+    more = page.get_by_test_id("stSidebarNavViewButton")
+    assert not more.count() or "more" not in more.inner_text().lower()
     titles = menu_titles(page)
     assert set(titles) == {p.title for p in PAGES if p.exists()}
     for title in titles:
