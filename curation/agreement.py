@@ -49,7 +49,6 @@ from typing import Any
 import krippendorff
 import numpy as np
 import pandas as pd
-from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from curation.errors import CuratorError
 from curation.labels import ASPECTS, SCALE
@@ -512,6 +511,8 @@ def agreement_table(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _fleiss(people: pd.DataFrame) -> FleissResult:
     """Fleiss' kappa on the instances with the most common number of raters (ragged counts)."""
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
     counts = people.groupby("item").size()
     counts = counts[counts >= 2]
     if counts.empty:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 BINS = ("low", "mid", "high")
 BIN_EDGES = (0.33, 0.67)
@@ -26,4 +25,6 @@ def percentile_ranks(values: Sequence[float]) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return values
+    from scipy.stats import rankdata  # scipy loads when features are binned, not with the CLI
+
     return rankdata(values, method="average") / len(values)

@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from curation.embeddings import EmbeddingCache, Encoder, EncoderConfig
 from curation.errors import CuratorError
 from curation.evalsets import EvalScore, EvalSet, rewardbench_score
 from curation.store import Store
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 REPRESENTATIONS = ("tfidf", "minilm", "tfidf+minilm")
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -111,6 +112,8 @@ class Representation:
 
     @classmethod
     def fit(cls, texts: ProbeTexts, config: ProbeConfig, encoder: Encoder | None = None):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         config = config.validate()
         rep = cls(config)
         if "tfidf" in config.representation:
@@ -129,6 +132,8 @@ class Representation:
         return rep
 
     def design(self, store: Store | None, texts: ProbeTexts, progress=None) -> PairDesign:
+        import scipy.sparse as sp
+
         blocks = []
         if self.vectorizer is not None:
             tf = self.vectorizer.transform(texts.b) - self.vectorizer.transform(texts.a)
@@ -159,6 +164,9 @@ def train_probe(diffs, labels: np.ndarray, config: ProbeConfig | None = None) ->
     """Weights w fitted to labels in {-1 (A wins), 1 (B wins)}; rows labelled 0 are left out.
 
     The objective is mean logistic loss + l2/2 |w|^2, i.e. scikit-learn's C = 1 / (l2 * n)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     config = config or ProbeConfig()
     keep = np.flatnonzero(labels != 0)
     d = diffs.shape[1]

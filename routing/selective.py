@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
 
 from curation.agreement import majority
 from curation.errors import CuratorError
@@ -197,6 +196,8 @@ def disagreement_upper_bound(disagreements: int, n: int, delta: float) -> float:
         return 1.0
     if disagreements >= n:
         return 1.0
+    from scipy.stats import beta  # scipy loads when calibrating, not with the CLI
+
     return float(beta.ppf(1.0 - delta, disagreements + 1, n - disagreements))
 
 

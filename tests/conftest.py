@@ -100,6 +100,38 @@ def store(workspace: Workspace):
     s.close()
 
 
+PREFS_PAIRS = 6
+
+
+@pytest.fixture
+def prefs(store: Store) -> Store:
+    """The store with a small labelled preference dataset ``prefs`` (as sqlite-utils' tests
+    share ``fresh_db``): pairs ``p0``..``p5`` (prompt ``prompt i``, responses ``Ai`` / ``Bi``,
+    domains math and chat in turn), each labelled by ``ann`` and ``bob`` (A clearly better on
+    even pairs, B clearly better on odd ones) and by the judge ``judge`` (A slightly better on
+    every pair, confidence 0.8)."""
+    from curation.records import Annotation, Instance
+
+    dataset = store.create_dataset("prefs", "preference")
+    ids = store.insert_instances(
+        dataset["id"],
+        [
+            Instance(uid=f"p{i}", prompt=f"prompt {i}", response_a=f"A{i}",
+                     response_b=f"B{i}", domain=("math", "chat")[i % 2])
+            for i in range(PREFS_PAIRS)
+        ],
+    )  # fmt: skip
+    labels = []
+    for i, instance_id in enumerate(ids):
+        side = -2 if i % 2 == 0 else 2
+        labels += [
+            (instance_id, Annotation("human", name, overall=side)) for name in ("ann", "bob")
+        ]
+        labels.append((instance_id, Annotation("lm", "judge", overall=-1, confidence=0.8)))
+    store.add_annotations(labels)
+    return store
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data``; tests using it skip cleanly where it is absent."""

@@ -11,14 +11,13 @@ from curation.store import InstanceFilter, Store
 from curation.users import PermissionDenied
 
 
-@pytest.fixture
-def prefs(store: Store) -> Store:
-    for name in ("prefs", "other"):
-        ds = store.create_dataset(name, "preference")
-        store.insert_instances(
-            ds["id"], [Instance(uid="u", prompt="p", response_a="a", response_b="b")]
-        )
-    return store
+@pytest.fixture(autouse=True)
+def other(prefs: Store) -> None:
+    """A second dataset beside the shared ``prefs`` (tests/conftest.py)."""
+    ds = prefs.create_dataset("other", "preference")
+    prefs.insert_instances(
+        ds["id"], [Instance(uid="u", prompt="p", response_a="a", response_b="b")]
+    )
 
 
 def test_a_view_is_saved_listed_for_its_dataset_and_reads_back_as_its_filter(prefs):
