@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -159,6 +160,17 @@ def report(entries: list[Outcome | str]) -> str:
     return "\n".join(lines)
 
 
+# Sections written by other scripts (the GPU figures of benchmarks/gpu/run_h100.py) sit between
+# <!-- NAME:start --> and <!-- NAME:end --> markers; a new report keeps them as they are.
+KEPT = re.compile(r"<!-- (\w+):start -->.*?<!-- \1:end -->", re.DOTALL)
+
+
+def with_kept_sections(new: str, old: str) -> str:
+    """The new report, followed by the marked sections the old one held."""
+    kept = [m.group(0) for m in KEPT.finditer(old)]
+    return new.rstrip("\n") + "".join(f"\n\n{section}" for section in kept) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke sizes (see QUICK_ARGS)")
@@ -173,7 +185,8 @@ def main() -> int:
         failed |= outcome.returncode != 0
         # after each script, so that a long run cut short keeps what it measured
         save(outcome, args.runs)
-        args.output.write_text(report(load_all(names, args.runs)))
+        old = args.output.read_text() if args.output.is_file() else ""
+        args.output.write_text(with_kept_sections(report(load_all(names, args.runs)), old))
     print(f"wrote {args.output}")
     return 1 if failed else 0
 

@@ -78,3 +78,13 @@ def test_run_all_runs_a_real_benchmark_and_writes_its_figures(tmp_path):
     assert "| ok, smoke sizes |" in text
     assert "| explore_bench | `python benchmarks/explore_bench.py` | not run yet |" in text
     assert "rows/s" in text  # the script's own figures, not just the table
+
+
+def test_a_new_report_keeps_the_sections_other_scripts_wrote():
+    old = "# old\n\n<!-- gpu:start -->\n## GPU\nnot yet measured\n<!-- gpu:end -->\n"
+    new = run_all.with_kept_sections("# Benchmarks\n\n| a | b |\n", old)
+    assert new == (
+        "# Benchmarks\n\n| a | b |\n\n<!-- gpu:start -->\n## GPU\nnot yet measured\n"
+        "<!-- gpu:end -->\n"
+    )
+    assert run_all.with_kept_sections("# B\n", "") == "# B\n"
