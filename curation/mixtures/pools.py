@@ -5,7 +5,7 @@ left out and why."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from curation.errors import CuratorError
 from curation.flags import excluded_instance_ids
 from curation.mixtures.spec import SOURCE_KINDS, MixtureSpec, SourceSpec
 from curation.pairs import PairLabels, TrustedLabels, TrustRule, pair_labels
+from curation.records import Instance
 from curation.safety import SafetySpec, safety_type_of
 from curation.store import InstanceFilter, Store
 
@@ -90,24 +91,32 @@ def flagged_ids(store: Store, spec: MixtureSpec, dataset: str) -> set[int]:
     return excluded_instance_ids(store, dataset)
 
 
+def _eligible(
+    store: Store, spec: MixtureSpec, pool: Pool, where: str, path: str
+) -> Iterator[tuple[int, Instance]]:
+    """A source's instances that its filter keeps and no flag excludes; the others are counted
+    in the pool's ``left_out`` (``filtered``, ``flagged``)."""
+    chosen = _filtered_ids(store, pool.dataset, where, spec.locate(path + ".where"))
+    flagged = flagged_ids(store, spec, pool.dataset)
+    for instance_id, inst in store.iter_instances(pool.dataset):
+        pool.instances += 1
+        if chosen is not None and instance_id not in chosen:
+            pool.left_out["filtered"] += 1
+        elif instance_id in flagged:
+            pool.left_out["flagged"] += 1
+        else:
+            yield instance_id, inst
+
+
 def sft_pool(
     store: Store, spec: MixtureSpec, source: SourceSpec | SafetySpec, name: str, path: str
 ) -> Pool:
     """SFT rows of a source: conversations, or a safety prompt with its completion."""
     info = dataset_of(store, spec, source.dataset, path + ".dataset", SOURCE_KINDS["sft"])
     pool = Pool(name, source.dataset, source)
-    chosen = _filtered_ids(store, source.dataset, source.where, spec.locate(path + ".where"))
-    flagged = flagged_ids(store, spec, source.dataset)
     prompts_only = isinstance(source, SafetySpec) and source.prompts_only
     with_type = spec.kind == "safety"
-    for instance_id, inst in store.iter_instances(source.dataset):
-        pool.instances += 1
-        if chosen is not None and instance_id not in chosen:
-            pool.left_out["filtered"] += 1
-            continue
-        if instance_id in flagged:
-            pool.left_out["flagged"] += 1
-            continue
+    for instance_id, inst in _eligible(store, spec, pool, source.where, path):
         safety_type = safety_type_of(inst.subset, inst.metadata)
         if isinstance(source, SafetySpec) and safety_type is None:
             pool.left_out["no_safety_type"] += 1
@@ -196,18 +205,9 @@ def preference_pool(
     """Preference rows of a source: prompt/chosen/rejected under the spec's label source."""
     dataset_of(store, spec, source.dataset, source.path + ".dataset", SOURCE_KINDS["preference"])
     pool = Pool(source.name, source.dataset, source)
-    chosen = _filtered_ids(store, source.dataset, source.where, spec.locate(source.path + ".where"))
-    flagged = flagged_ids(store, spec, source.dataset)
     labels, info = _preference_labels(store, spec, source.dataset, trust)
     used: Counter[str] = Counter()
-    for instance_id, inst in store.iter_instances(source.dataset):
-        pool.instances += 1
-        if chosen is not None and instance_id not in chosen:
-            pool.left_out["filtered"] += 1
-            continue
-        if instance_id in flagged:
-            pool.left_out["flagged"] += 1
-            continue
+    for instance_id, inst in _eligible(store, spec, pool, source.where, source.path):
         if not inst.response_a or not inst.response_b:
             pool.left_out["no_response"] += 1
             continue
