@@ -132,7 +132,15 @@ def job_report(store: Any, job_id: int) -> dict[str, Any]:
 
 def worker_cmd(
     workspace: WorkspaceOpt = None,
-    once: Annotated[bool, typer.Option("--once", help="Run what is queued, then exit.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one job, then exit once it has ended.")
+    ] = False,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Run what is queued, then exit once it has ended.")
+    ] = False,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Exit once this many jobs have ended.")
+    ] = None,
     ray: Annotated[
         str | None, typer.Option("--ray", help="Submit jobs to this Ray cluster (Jobs API URL).")
     ] = None,
@@ -149,6 +157,16 @@ def worker_cmd(
             help="With --ray: custom Ray resources per job as JSON, e.g. '{\"gpu_node\": 1}'."
         ),
     ] = None,
+    num_gpus: Annotated[
+        float | None,
+        typer.Option(
+            help="With --ray: GPUs per job whose spec names none (per task for "
+            "features and sweeps)."
+        ),
+    ] = None,
+    max_concurrent: Annotated[
+        int, typer.Option(min=1, help="With --ray: jobs kept on the cluster at once.")
+    ] = 4,
     poll: Annotated[float, typer.Option(help="Seconds between looks at the queue.")] = 1.0,
     stale_after: Annotated[
         float, typer.Option(help="Seconds without a heartbeat before a job counts as lost.")
@@ -170,7 +188,11 @@ def worker_cmd(
     ws = Workspace.resolve(workspace)
     if not ws.exists():
         raise CuratorError(f"no workspace at {ws.root}")
-    config = WorkerConfig(poll_s=poll, stale_after_s=stale_after, once=once, idle_exit_s=idle_exit)
+    if once and max_jobs not in (None, 1):
+        raise CuratorError("--once is --max-jobs 1; give one of them")
+    limit = 1 if once else max_jobs
+    config = WorkerConfig(poll_s=poll, stale_after_s=stale_after, drain=drain, max_jobs=limit,
+                          idle_exit_s=idle_exit)  # fmt: skip
     if ray:
         from training.ray_worker import RayWorkerConfig, run_ray_worker
 
@@ -180,10 +202,13 @@ def worker_cmd(
             raise CuratorError(f"--resources must be JSON, e.g. '{{\"far\": 1}}': {exc}") from exc
         ray_config = RayWorkerConfig(
             poll_s=poll,
-            once=once,
+            drain=drain,
+            max_jobs=limit,
             idle_exit_s=idle_exit,
             stale_after_s=stale_after,
             storage=storage,
+            num_gpus=num_gpus,
+            max_concurrent=max_concurrent,
             resources={str(k): float(v) for k, v in dict(wanted).items()},
         )
         done = run_ray_worker(ws, ray, ray_config)
@@ -287,10 +312,24 @@ def runs_list(
     with _store(workspace, create=False) as store:
         rows = list_runs(store, kind=kind, dataset=dataset)
     if as_json:
-        typer.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2, default=str))
+        listed = [dataclasses.asdict(r) | {"artifact_is_url": r.artifact_is_url} for r in rows]
+        typer.echo(json.dumps(listed, indent=2, default=str))
         return
     for r in rows:
         typer.echo(f"{r.id}\t{r.kind}\t{r.name}\tjob {r.job_id}\t{r.artifact_path or ''}")
+
+
+@runs_app.command("fetch")
+def runs_fetch(
+    run_id: Annotated[int, typer.Argument(help="Run id (see `curator runs list`).")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Print the local folder of a run's model, downloading it first when the run saved it at a
+    storage URL (into the workspace's cache/artifacts, once)."""
+    from training.runs import get_run, run_model_dir
+
+    with _store(workspace, create=False) as store:
+        typer.echo(run_model_dir(store, get_run(store, run_id)))
 
 
 def register(cli: typer.Typer) -> None:

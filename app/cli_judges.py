@@ -22,6 +22,14 @@ def judge_cmd(
     background: Annotated[
         bool, typer.Option("--background", help="Run as a background job; print its id.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="How a transformers judge runs its model: auto (vLLM's offline engine where a "
+            "CUDA GPU and vLLM are present, as on a cluster's GPU node; else transformers), "
+            "transformers, or vllm."
+        ),
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Label a dataset's pairs with an LM judge; pairs it already labelled are skipped."""
@@ -32,10 +40,10 @@ def judge_cmd(
         if background:
             from app.cli_jobs import enqueue_and_report
 
-            spec = judge.config() | {"dataset": dataset, "limit": limit}
+            spec = judge.config() | {"dataset": dataset, "limit": limit, "engine": engine}
             enqueue_and_report(store, "judge", spec, as_json=as_json)
             return
-        model_backend = open_backend(judge, ws)
+        model_backend = open_backend(judge, ws, engine=engine)
         with progress_bar(judge.name, "pair", quiet=as_json) as progress:
             result = judge_dataset(
                 store, dataset, judge, model_backend, limit=limit, progress=progress

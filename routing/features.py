@@ -12,15 +12,18 @@ Departures from the paper's code, all for running offline on a CPU: cosine simil
 BERTScore-like F1 use the shipped MiniLM (one forward pass serves both); entity similarity uses a
 pattern-based entity finder instead of spaCy's NER model (and a true Jaccard); token counts use the
 encoder's tokenizer instead of Llama's.
+
+A features job on a Ray cluster computes the measures in shards of pairs, one task each
+(:func:`measure_shard`), and joins them into the same numbers (:func:`finish_measures`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, astuple, dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -122,6 +125,12 @@ class FeatureConfig:
     chunk_pairs: int = field(
         default=256, metadata={"help": "Pairs encoded together (bounds memory for token vectors)."}
     )
+    shard_pairs: int = field(
+        default=4096,
+        metadata={"help": "Pairs per measure shard when a features job runs on a Ray cluster "
+                          "(rounded up to whole chunk_pairs): each shard is a task, with a GPU "
+                          "when device is cuda."},
+    )  # fmt: skip
     judge: str | None = field(
         default=None,
         metadata={"help": "LM judge whose confidence and position consistency become features "
@@ -151,6 +160,8 @@ class FeatureConfig:
             raise CuratorError(f"tagger must be embedding, lm or none, not {self.tagger!r}")
         if self.chunk_pairs < 1:
             raise CuratorError("chunk_pairs must be at least 1")
+        if self.shard_pairs < 1:
+            raise CuratorError(f"shard_pairs must be at least 1, not {self.shard_pairs}")
         return self
 
 
@@ -189,38 +200,55 @@ class PairTexts:
         return len(self.instance_ids)
 
 
-def lexical_measures(
+@dataclass
+class RawMeasures:
+    """The measures of a run of pairs before the dataset-wide step (lengths still token counts,
+    BERTScores not yet clipped), with the run's sentence vectors. Each pair's numbers depend on
+    that pair alone, so runs computed apart (shards) join into the measures of the whole."""
+
+    values: dict[str, np.ndarray]
+    prompt_vectors: np.ndarray
+    a_vectors: np.ndarray
+    b_vectors: np.ndarray
+
+
+def raw_measures(
     texts: PairTexts,
     encoder: Encoder,
     *,
+    start: int = 0,
+    stop: int | None = None,
     chunk_pairs: int = 256,
     progress: Progress | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """The nine measures per pair (lengths already as percentile ranks), and the prompt and the
-    two responses' sentence vectors (prompts first, then A, then B, for the embedding cache)."""
-    n = len(texts)
+) -> RawMeasures:
+    """The raw measures and vectors of pairs ``start`` to ``stop`` (default: all), encoded
+    ``chunk_pairs`` pairs at a time from ``start``."""
+    stop = len(texts) if stop is None else stop
+    n = stop - start
     raw = {name: np.zeros(n) for name in MEASURES}
     scorer = _rouge_scorer()
     tokenizer = encoder.tokenizer
     prompt_vectors = np.zeros((n, encoder.dim), dtype=np.float32)
-    response_vectors = np.zeros((2 * n, encoder.dim), dtype=np.float32)
+    a_vectors = np.zeros((n, encoder.dim), dtype=np.float32)
+    b_vectors = np.zeros((n, encoder.dim), dtype=np.float32)
 
     def count_tokens(batch: list[str]) -> list[int]:
         return [len(ids) for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]]
 
-    for start in range(0, n, chunk_pairs):
-        stop = min(start + chunk_pairs, n)
-        a, b = texts.response_a[start:stop], texts.response_b[start:stop]
-        prompts = texts.prompts[start:stop]
+    for chunk_start in range(start, stop, chunk_pairs):
+        chunk_stop = min(chunk_start + chunk_pairs, stop)
+        a = texts.response_a[chunk_start:chunk_stop]
+        b = texts.response_b[chunk_start:chunk_stop]
+        prompts = texts.prompts[chunk_start:chunk_stop]
         encoded = encoder.encode(a + b, with_tokens=True)
-        size = stop - start
+        size = chunk_stop - chunk_start
         vec_a, vec_b = encoded.vectors[:size], encoded.vectors[size:]
-        response_vectors[start:stop] = vec_a
-        response_vectors[n + start : n + stop] = vec_b
-        prompt_vectors[start:stop] = encoder.encode(prompts).vectors
+        rows = slice(chunk_start - start, chunk_stop - start)
+        a_vectors[rows], b_vectors[rows] = vec_a, vec_b
+        prompt_vectors[rows] = encoder.encode(prompts).vectors
         len_a, len_b, len_p = count_tokens(a), count_tokens(b), count_tokens(prompts)
         for k in range(size):
-            i = start + k
+            i = chunk_start - start + k
             f1 = greedy_match_f1(encoded.tokens[k], encoded.tokens[size + k])
             raw["bertscore"][i] = f1
             raw["bertscore_length"][i] = length_penalised(f1, len_a[k], len_b[k])
@@ -232,12 +260,115 @@ def lexical_measures(
             raw["len_shorter"][i] = min(len_a[k], len_b[k])
             raw["len_longer"][i] = max(len_a[k], len_b[k])
         if progress:
-            progress("measures", stop, n)
+            progress("measures", chunk_stop - start, n)
+    return RawMeasures(raw, prompt_vectors, a_vectors, b_vectors)
+
+
+def finish_measures(
+    parts: Sequence[RawMeasures],
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Runs of raw measures, in pair order, as :func:`lexical_measures` returns them: lengths as
+    percentile ranks within all the pairs, BERTScores clipped to [0, 1]."""
+    values = {name: np.concatenate([part.values[name] for part in parts]) for name in MEASURES}
     for name in LENGTHS:
-        raw[name] = percentile_ranks(raw[name])
+        values[name] = percentile_ranks(values[name])
     for name in ("bertscore", "bertscore_length"):
-        raw[name] = np.clip(raw[name], 0.0, 1.0)
-    return raw, prompt_vectors, response_vectors
+        values[name] = np.clip(values[name], 0.0, 1.0)
+    prompt_vectors = np.concatenate([part.prompt_vectors for part in parts])
+    response_vectors = np.concatenate(
+        [part.a_vectors for part in parts] + [part.b_vectors for part in parts]
+    )
+    return values, prompt_vectors, response_vectors
+
+
+def lexical_measures(
+    texts: PairTexts,
+    encoder: Encoder,
+    *,
+    chunk_pairs: int = 256,
+    progress: Progress | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The nine measures per pair (lengths already as percentile ranks), and the prompt and the
+    two responses' sentence vectors (prompts first, then A, then B, for the embedding cache)."""
+    raw = raw_measures(texts, encoder, chunk_pairs=chunk_pairs, progress=progress)
+    return finish_measures([raw])
+
+
+# ---- measures in shards (a features job on a cluster) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasureWork:
+    """What every measure shard reads: all the pairs (a cluster's object store holds them once,
+    whatever the number of shards) and the encoder each shard builds where it runs."""
+
+    texts: PairTexts
+    encoder: EncoderConfig
+    chunk_pairs: int
+
+
+class ShardMap(Protocol):
+    """Runs ``fn(shared, item)`` for each item and yields the results in the items' order, in
+    this process or as tasks on other nodes. A job adapts its task pool to this shape
+    (``training.task_pool``; routing does not import training). It raises when it cannot deliver
+    every result."""
+
+    def __call__(
+        self,
+        fn: Callable[[MeasureWork, tuple[int, int]], RawMeasures],
+        shared: MeasureWork,
+        items: Sequence[tuple[int, int]],
+    ) -> Iterable[RawMeasures]: ...
+
+
+# One encoder per process: a Ray worker process runs shard after shard and loads the model once.
+_shard_encoders: dict[tuple[Any, ...], Encoder] = {}
+
+
+def shard_encoder(config: EncoderConfig) -> Encoder:
+    """The encoder for ``config``, loaded on the first shard this process runs (only the latest
+    config is kept, so a long-lived worker holds one model)."""
+    key = astuple(config)
+    if key not in _shard_encoders:
+        _shard_encoders.clear()
+        _shard_encoders[key] = Encoder(config)
+    return _shard_encoders[key]
+
+
+def measure_shard(work: MeasureWork, bounds: tuple[int, int]) -> RawMeasures:
+    """The raw measures of pairs ``bounds`` = (start, stop): the body of one shard's task."""
+    start, stop = bounds
+    encoder = shard_encoder(work.encoder)
+    return raw_measures(work.texts, encoder, start=start, stop=stop, chunk_pairs=work.chunk_pairs)
+
+
+def shard_bounds(n: int, shard_pairs: int, chunk_pairs: int) -> list[tuple[int, int]]:
+    """(start, stop) of each shard of ``n`` pairs. A shard holds whole chunks, so each pair is
+    encoded in the same batch as without shards, and the measures come out the same bit for bit
+    wherever the arithmetic is the same (same device and thread count)."""
+    step = math.ceil(shard_pairs / chunk_pairs) * chunk_pairs
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def sharded_measures(
+    texts: PairTexts,
+    config: FeatureConfig,
+    shard_map: ShardMap,
+    *,
+    progress: Progress | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """:func:`lexical_measures` with the pairs split in shards of ``config.shard_pairs``, each
+    run through ``shard_map``; progress counts the shards done."""
+    bounds = shard_bounds(len(texts), config.shard_pairs, config.chunk_pairs)
+    work = MeasureWork(texts, config.encoder, config.chunk_pairs)
+    parts: list[RawMeasures] = []
+    for part in shard_map(measure_shard, work, bounds):
+        parts.append(part)
+        if progress:
+            progress("measure shards", len(parts), len(bounds))
+    if len(parts) != len(bounds):
+        raise CuratorError(f"the measures stopped after {len(parts)} of {len(bounds)} shards")
+    return finish_measures(parts)
 
 
 # ---- computing and storing -------------------------------------------------------------------
@@ -298,20 +429,32 @@ def compute_features(
     config: FeatureConfig | None = None,
     *,
     progress: Progress | None = None,
+    shard_map: ShardMap | None = None,
 ) -> FeatureSummary:
     """Compute, bin and store every feature of a dataset's pairs (replacing earlier ones).
 
     The sentence vectors go to the workspace's embedding cache on the way, so the reward probes
-    of a sweep find them there.
+    of a sweep find them there. With ``shard_map``, the measures and vectors are computed in
+    shards of ``config.shard_pairs`` pairs through it (a job on a cluster), with the same
+    results.
     """
     config = (config or FeatureConfig()).validate()
     texts = PairTexts.load(store, dataset)
     # read before the slow part, so that a judge named wrongly fails at once
     signals = JudgeSignals.load(store, dataset, config.judge)
-    encoder = Encoder(config.encoder)
-    raw, prompt_vectors, response_vectors = lexical_measures(
-        texts, encoder, chunk_pairs=config.chunk_pairs, progress=progress
-    )
+    if shard_map is None:
+        encoder = Encoder(config.encoder)
+        raw, prompt_vectors, response_vectors = lexical_measures(
+            texts, encoder, chunk_pairs=config.chunk_pairs, progress=progress
+        )
+    else:
+        # The shards encode the pairs. Here the encoder only names the cache and the extractor
+        # and encodes the embedding tagger's few examples, so it runs on the CPU: the process
+        # that drives a cluster's shards needs no GPU of its own.
+        encoder = Encoder(replace(config.encoder, device="cpu"))
+        raw, prompt_vectors, response_vectors = sharded_measures(
+            texts, config, shard_map, progress=progress
+        )
     if store.workspace is not None:
         cache = EmbeddingCache.for_workspace(store.workspace)
         cache.add(encoder, dataset, texts.prompts, prompt_vectors)

@@ -592,8 +592,36 @@ def judge_dataset(
     }
 
 
-def open_backend(judge: Judge, workspace: Any) -> Backend:
-    """The backend a judge names, loading the embedded model from ``workspace`` when needed."""
+# How a judge with the ``transformers`` backend runs its model: ``auto`` picks vLLM's offline
+# engine where a CUDA GPU and vLLM (the ``gpu`` extra) are both present, else transformers.
+ENGINES = ("auto", "transformers", "vllm")
+
+
+def local_engine(wanted: str, *, has_cuda: bool, has_vllm: bool) -> str:
+    """The engine that runs a local model judge here. The model, prompt and answer rule are
+    the judge's either way, so its labels keep its name; the engine is reported with the run."""
+    if wanted not in ENGINES:
+        raise CuratorError(f"unknown judge engine {wanted!r}; choose one of {', '.join(ENGINES)}")
+    if wanted == "vllm" and not has_vllm:
+        raise CuratorError("the vllm engine needs vLLM on this node: "
+                           "`pip install 'hybrid-curator[gpu]'`")  # fmt: skip
+    if wanted == "auto":
+        return "vllm" if has_cuda and has_vllm else "transformers"
+    return wanted
+
+
+def _node_has() -> tuple[bool, bool]:
+    """(a CUDA GPU, vLLM) on this node."""
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available(), importlib.util.find_spec("vllm") is not None
+
+
+def open_backend(judge: Judge, workspace: Any, *, engine: str = "auto") -> Backend:
+    """The backend a judge names, loading the embedded model from ``workspace`` when needed;
+    a ``transformers`` judge runs on ``engine`` (:func:`local_engine`)."""
     from routing.backends import make_backend
     from routing.models import DEFAULT_MODEL, is_default, resolve_model
 
@@ -601,6 +629,10 @@ def open_backend(judge: Judge, workspace: Any) -> Backend:
         return make_backend(
             "openai", judge.model or "", url=judge.url, api_key_env=judge.api_key_env
         )
+    kind = judge.backend
+    if kind == "transformers":
+        has_cuda, has_vllm = _node_has()
+        kind = local_engine(engine, has_cuda=has_cuda, has_vllm=has_vllm)
     path = resolve_model(judge.model, workspace)
     model_id = DEFAULT_MODEL if is_default(judge.model) else judge.model
-    return make_backend(judge.backend, path, model_id=model_id, batch_size=judge.batch_size)
+    return make_backend(kind, path, model_id=model_id, batch_size=judge.batch_size)

@@ -8,9 +8,10 @@ job) keeps its runs, and ``run_sweep(..., sweep_id=...)`` adds more to the same 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ SCORERS = ("probe", "reward_model")
 TARGETS = ("crossfit", "eval")
 # (runs done, runs asked for)
 Progress = Callable[[int, int], None]
+# The human masks of a sweep's runs -> each run's (score, training pairs, seconds), in order.
+RunScorer = Callable[[list[np.ndarray]], Iterator[tuple[EvalScore, int, float]]]
 
 
 @dataclass
@@ -308,11 +311,19 @@ def run_sweep(
     data: SweepData | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    score_runs: RunScorer | None = None,
+    replay: Sequence[tuple[EvalScore, int, float]] = (),
+    on_run: Callable[[EvalScore, int, float], None] | None = None,
 ) -> int:
     """Train and score ``config.runs`` probes on sampled splits; returns the sweep's id.
 
     With ``sweep_id`` the runs are added to that sweep (its stored config decides the labels
-    and the probe; the seed moves on so new runs draw new splits).
+    and the probe; the seed moves on so new runs draw new splits). ``score_runs`` scores the
+    runs elsewhere (a job on a cluster spreads them over its nodes); by default they are scored
+    here, one by one. Each run is stored as its score arrives, in the order drawn, and then
+    passed to ``on_run``. ``replay`` holds the scores of the first runs, already known (a job
+    retried on a cluster, whose first attempt's runs were lost with its node, replays them from
+    its checkpoint): the splits are drawn the same way, so they are those runs' splits.
     """
     if sweep_id is not None:
         info = sweep_info(store, sweep_id)
@@ -341,27 +352,25 @@ def run_sweep(
                                    (json.dumps(config.to_dict()), sweep_id))  # fmt: skip
     if sweep_id is None:
         sweep_id = create_sweep(store, dataset, eval_dataset, config)
-    rng = np.random.default_rng([config.seed, done_before])
     matrix = data.features.matrix
     n = len(data.features.instance_ids)
-    lo, hi = round(config.min_budget * n), round(config.max_budget * n)
-    for k in range(config.runs):
-        if should_stop and should_stop():
-            break
-        started = time.perf_counter()
-        count = int(rng.integers(lo, hi + 1))
-        sampler = config.sampler
-        if sampler == "mixed":
-            sampler = "grouped" if (done_before + k) % 2 == 0 else "uniform"
-        mask = sample_split(matrix, count, rng, sampler)
-        score, n_train = data.score(mask)
+    draws = draw_splits(matrix, config, done_before)
+    if should_stop and should_stop():
+        return sweep_id
+    replay = list(replay)[: len(draws)]
+    fresh = (score_runs or score_here(data))([mask for _, mask in draws[len(replay) :]])
+    scores = itertools.chain(replay, fresh)
+    for k, ((sampler, mask), (score, n_train, seconds)) in enumerate(
+        zip(draws, scores, strict=False)
+    ):
         vector = split_vector(matrix, data.surviving(mask))
+        count = int(mask.sum())
         details = {
             "sampler": sampler,
-            "n_human": int(mask.sum()),
+            "n_human": count,
             "n_train": n_train,
             "categories": score.categories,
-            "seconds": round(time.perf_counter() - started, 4),
+            "seconds": round(seconds, 4),
         }
         human_ids = data.features.instance_ids[mask].tolist()
         with store.write():
@@ -377,9 +386,47 @@ def run_sweep(
                     json.dumps(details),
                 ),
             )
+        if on_run:
+            on_run(score, n_train, seconds)
         if progress:
             progress(k + 1, config.runs)
+        if should_stop and should_stop():
+            break
     return sweep_id
+
+
+def draw_splits(
+    matrix: np.ndarray, config: SweepConfig, done_before: int = 0
+) -> list[tuple[str, np.ndarray]]:
+    """(sampler, human mask) for each of a sweep's next ``config.runs`` runs.
+
+    All are drawn before any run is scored, from a generator seeded by the sweep's seed and the
+    runs it already has, so the splits are the same whether the runs are scored one by one here
+    or all at once on a cluster."""
+    rng = np.random.default_rng([config.seed, done_before])
+    n = len(matrix)
+    lo, hi = round(config.min_budget * n), round(config.max_budget * n)
+    draws = []
+    for k in range(config.runs):
+        count = int(rng.integers(lo, hi + 1))
+        sampler = config.sampler
+        if sampler == "mixed":
+            sampler = "grouped" if (done_before + k) % 2 == 0 else "uniform"
+        draws.append((sampler, sample_split(matrix, count, rng, sampler)))
+    return draws
+
+
+def score_here(data: Any) -> RunScorer:
+    """Score the runs one after another in this process, lazily (a stop between two runs
+    leaves the rest unscored)."""
+
+    def scores(masks: list[np.ndarray]) -> Iterator[tuple[EvalScore, int, float]]:
+        for mask in masks:
+            started = time.perf_counter()
+            score, n_train = data.score(mask)
+            yield score, n_train, time.perf_counter() - started
+
+    return scores
 
 
 @dataclass

@@ -15,6 +15,11 @@ from curation.workspace import Workspace
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Ray 2.60 turns token authentication on for a cluster that a bare ray.init() starts, and writes
+# the token to ~/.ray/auth_token; every later `ray start` then requires it. The tests start their
+# own clusters without tokens, so that one test's cluster never changes how the next one behaves.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 # Fuzz tests draw the same examples on every run: a verdict must not depend on the run's luck.
 # Searching wider for new bugs is a deliberate act: HYPOTHESIS_PROFILE=explore pytest ...
 settings.register_profile("deterministic", derandomize=True, print_blob=True)

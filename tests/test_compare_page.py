@@ -252,5 +252,10 @@ def test_a_model_that_cannot_be_loaded_is_reported_as_such(ws):
     at.text_area(key="compare_gen_prompts").input("A B")
     at.button(key="compare_gen_submit").click().run()
     no_errors(at)
+    assert any(f"the model of run {gone} is missing" in e.value for e in at.error)
+    assert "compare_generations" not in at.session_state
+    (ws.root / "runs" / "missing").mkdir()  # there, but holding no model
+    at.button(key="compare_gen_submit").click().run()
+    no_errors(at)
     assert any("cannot load the model's tokenizer" in e.value for e in at.error)
     assert "compare_generations" not in at.session_state

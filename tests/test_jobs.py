@@ -105,7 +105,7 @@ def test_worker_runs_a_job_streams_metrics_and_progress_and_records_the_result(
     store, workspace, plugin_env
 ):
     job_id = jobs.enqueue(store, "steps", {"steps": 3, "step_s": 0.05})
-    assert Worker(workspace, WorkerConfig(once=True)).run() == 1
+    assert Worker(workspace, WorkerConfig(drain=True)).run() == 1
     job = jobs.get_job(store, job_id)
     assert job.status == "succeeded"
     assert job.progress == 1.0
@@ -120,12 +120,34 @@ def test_a_crashing_job_fails_with_its_error_and_the_traceback_in_its_log(
     store, workspace, plugin_env
 ):
     job_id = jobs.enqueue(store, "crasher", {"message": "disk on fire"})
-    Worker(workspace, WorkerConfig(once=True)).run()
+    Worker(workspace, WorkerConfig(drain=True)).run()
     job = jobs.get_job(store, job_id)
     assert job.status == "failed"
     assert job.error == "RuntimeError: disk on fire"
     assert "Traceback" in jobs.log_tail(job)
     assert job.finished_at is not None
+
+
+def test_worker_once_runs_one_job_and_drain_runs_the_rest(store, workspace, plugin_env):
+    """`curator worker --once` returns after one job has ended, leaving the rest queued;
+    `--drain` runs what is queued and returns; `--once` with another `--max-jobs` is refused."""
+    ids = [jobs.enqueue(store, "steps", {"steps": 1, "step_s": 0.01}) for _ in range(3)]
+    once = subprocess.run(
+        [sys.executable, "-m", "app.cli", "worker", "--workspace", str(workspace.root),
+         "--poll", "0.1", "--once"],
+        cwd=ROOT, env=plugin_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert once.returncode == 0, once.stderr
+    assert "worker ran 1 job(s)" in once.stdout
+    assert [jobs.get_job(store, i).status for i in ids] == ["succeeded", "queued", "queued"]
+    assert Worker(workspace, WorkerConfig(drain=True, poll_s=0.05)).run() == 2
+    assert {jobs.get_job(store, i).status for i in ids} == {"succeeded"}
+    clash = subprocess.run(
+        [sys.executable, "-m", "app.cli", "worker", "--workspace", str(workspace.root),
+         "--once", "--max-jobs", "2"],
+        cwd=ROOT, env=plugin_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert clash.returncode != 0 and "--once is --max-jobs 1" in clash.stdout + clash.stderr
 
 
 def test_cancel_stops_every_process_the_job_started(store, workspace, plugin_env, tmp_path):
@@ -243,7 +265,7 @@ def test_the_cli_contract_train_enqueues_and_jobs_show_json_reports_status_and_m
 
     assert "cancelled" in run(cli, ["jobs", "cancel", str(job.id), *ws]).output
     steps = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 0.01})
-    Worker(workspace, WorkerConfig(once=True)).run()
+    Worker(workspace, WorkerConfig(drain=True)).run()
     shown = json.loads(run(cli, ["jobs", "show", str(steps), "--json", *ws]).output)
     assert shown["status"] == "succeeded" and shown["result"]["steps"] == 2
     assert [m["name"] for m in shown["metrics"]] == ["loss", "loss"]

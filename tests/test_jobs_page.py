@@ -50,7 +50,7 @@ def finished_workspace(tmp_path_factory) -> Path:
             store.create_dataset("prefs", "preference")
             jobs.enqueue(store, "steps", {"steps": 3, "step_s": 0}, created_by="boss")
             jobs.enqueue(store, "crasher", {"message": "kaboom"}, max_retries=0)
-        Worker(ws, WorkerConfig(once=True, poll_s=0.05)).run()
+        Worker(ws, WorkerConfig(drain=True, poll_s=0.05)).run()
     return ws.root
 
 

@@ -422,3 +422,31 @@ def test_judging_with_personas_labels_each_pair_once_and_records_the_personas(
     for row in rows:
         assert json.loads(row["reasons"])["personas"] == ["ann", "bo"]
         assert sum(json.loads(row["probs"])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "has_cuda", "has_vllm", "engine"),
+    [
+        ("auto", False, False, "transformers"),
+        ("auto", False, True, "transformers"),  # vLLM's CPU build: transformers is the judge's
+        ("auto", True, False, "transformers"),
+        ("auto", True, True, "vllm"),  # a cluster's GPU node with the gpu extra
+        ("transformers", True, True, "transformers"),
+        ("vllm", False, True, "vllm"),
+    ],
+)
+def test_a_local_judge_runs_on_vllm_only_where_a_gpu_and_vllm_are_both_there(
+    wanted, has_cuda, has_vllm, engine
+):
+    from routing.judges import local_engine
+
+    assert local_engine(wanted, has_cuda=has_cuda, has_vllm=has_vllm) == engine
+
+
+def test_an_engine_that_cannot_run_here_is_refused_by_name():
+    from routing.judges import local_engine
+
+    with pytest.raises(CuratorError, match=r"hybrid-curator\[gpu\]"):
+        local_engine("vllm", has_cuda=True, has_vllm=False)
+    with pytest.raises(CuratorError, match="unknown judge engine 'fast'"):
+        local_engine("fast", has_cuda=False, has_vllm=False)

@@ -631,7 +631,7 @@ def test_a_background_build_is_a_job_the_worker_runs_to_the_same_bytes(
     queued = cli("mix", "build", str(spec_file), "--workspace", ws, "--background", "--json")
     assert queued.exit_code == 0, queued.output
     job_id = json.loads(queued.output)["job_id"]
-    assert Worker(workspace, WorkerConfig(once=True)).run() == 1
+    assert Worker(workspace, WorkerConfig(drain=True)).run() == 1
     job = jobs.get_job(demo, job_id)
     assert job.status == "succeeded", job.error
     assert job.result["mixture"] == "bg@1"

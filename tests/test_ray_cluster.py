@@ -39,6 +39,8 @@ TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
 RAY = Path(sys.executable).parent / "ray"
 FAR = {"far": 1.0}
+# A tiny model's whole vocabulary (tests/tiny_models.py): with A and B, it can answer as a judge.
+WORDS = ["<pad>", "<unk>", "<s>", "</s>", "user", "assistant", ":", "the", "a", "is", "A", "B"]
 
 
 def _free_port() -> int:
@@ -214,7 +216,7 @@ def test_kinds(monkeypatch):
 
 
 def _worker(address: str, workspace: Workspace, **overrides) -> RayWorker:
-    values = dict(poll_s=0.2, heartbeat_s=0.5, log_s=0.5, once=True, stop_wait_s=20,
+    values = dict(poll_s=0.2, heartbeat_s=0.5, log_s=0.5, drain=True, stop_wait_s=20,
                   resources=FAR)  # fmt: skip
     return RayWorker(workspace, address, RayWorkerConfig(**(values | overrides)))
 
@@ -232,8 +234,7 @@ def test_a_reward_job_trains_on_the_far_node_and_its_model_comes_back(cluster, t
     from tiny_models import save_tiny_llama
 
     address, workspace = cluster.address, cluster.workspace
-    words = ["<pad>", "<unk>", "<s>", "</s>", "user", "assistant", ":", "the", "a", "is"]
-    base = save_tiny_llama(tmp_path / "tiny", words)
+    base = save_tiny_llama(tmp_path / "tiny", WORDS)
     with Store.open(workspace) as store:
         job_id = jobs.enqueue(store, "reward", {
             "dataset": "demo-prefs", "labels": "gold", "base_model": str(base),
@@ -283,8 +284,9 @@ def test_features_then_a_probe_sweep_run_on_the_far_node(cluster):
     assert _worker(address, workspace).run() == 1
     with Store.open(workspace) as store:
         done = jobs.get_job(store, features)
-        assert done.status == "succeeded", done.error
+        assert done.status == "succeeded", (done.error, Path(done.log_path).read_text()[-3000:])
         assert done.result["instances"] == 60
+        assert (done.result["pool"], done.result["shards"]) == ("ray", 1)  # 60 pairs: one shard
         assert FeatureMatrix.load(store, "demo-prefs").matrix.shape[0] == 60
         swept = jobs.get_job(store, sweep)
         assert swept.status == "succeeded", (swept.error, Path(swept.log_path).read_text()[-3000:])
@@ -294,6 +296,77 @@ def test_features_then_a_probe_sweep_run_on_the_far_node(cluster):
         ).fetchone()
     assert ppm["sweep_id"] == swept.result["sweep_id"]
     assert (workspace.root / "models" / ppm["path"]).is_file()
+
+
+def test_a_reward_model_sweep_spreads_its_runs_as_ray_tasks(cluster, tmp_path):
+    """`--scorer reward_model` on the cluster: the job hands each run to a Ray task (a reward
+    model trained wherever Ray places it, from the base model its bundle carries), and the runs
+    come back to the workspace's sweep in the order they were drawn."""
+    from tiny_models import save_tiny_llama
+
+    from routing.features import compute_features
+    from routing.sweeps import sweep_info
+
+    address, workspace = cluster.address, cluster.workspace
+    base = save_tiny_llama(tmp_path / "tiny", WORDS)
+    with Store.open(workspace) as store:
+        if not store.conn.execute("SELECT 1 FROM features LIMIT 1").fetchone():
+            compute_features(store, "demo-prefs")
+        job_id = jobs.enqueue(store, "sweep", {
+            "dataset": "demo-prefs", "eval_dataset": "demo-eval", "ppm_kind": "linear",
+            "config": {"runs": 3, "scorer": "reward_model"},
+            "reward": {"base_model": str(base), "max_steps": 1, "batch_size": 4,
+                       "max_length": 32, "precision": "fp32"},
+        })  # fmt: skip
+    assert _worker(address, workspace).run() == 1
+    with Store.open(workspace) as store:
+        job = jobs.get_job(store, job_id)
+        assert job.status == "succeeded", (job.error, Path(job.log_path).read_text()[-3000:])
+        info = sweep_info(store, job.result["sweep_id"])
+        details = [json.loads(r["details"]) for r in store.conn.execute(
+            "SELECT details FROM sweep_runs WHERE sweep_id = ? ORDER BY id", (info["id"],))]  # fmt: skip
+    assert job.result["spread_over"] == "ray tasks"
+    assert info["runs"] == 3 and info["config"]["scorer"] == "reward_model"
+    assert all(d["n_train"] > 0 and d["categories"] for d in details)
+    assert job.node == _far_node_id(address)  # the job's own process; its tasks go anywhere
+
+
+def test_a_judge_sft_and_dpo_job_run_on_the_far_node(cluster, tmp_path):
+    """The other kinds on a node that cannot see the workspace: a judge whose model is a local
+    folder (carried in the bundle), an SFT and a DPO fine-tune; their labels and runs arrive,
+    naming the model by its reference, not the bundle's copy."""
+    from tiny_models import save_tiny_llama
+
+    address, workspace = cluster.address, cluster.workspace
+    base = save_tiny_llama(tmp_path / "tiny", WORDS)
+    tune = {"base_model": str(base), "max_steps": 1, "batch_size": 2, "max_length": 32,
+            "precision": "fp32", "limit": 4, "logging_steps": 1}  # fmt: skip
+    with Store.open(workspace) as store:
+        judged = jobs.enqueue(store, "judge", {
+            "dataset": "demo-prefs", "name": "tiny", "model": str(base), "limit": 4,
+            "engine": "auto",
+        })  # fmt: skip
+        sft = jobs.enqueue(store, "sft", tune | {"dataset": "demo-sft", "eval_sets": []})
+        dpo = jobs.enqueue(store, "dpo", tune | {"dataset": "demo-prefs", "eval_fraction": 0.25})
+    assert _worker(address, workspace, max_concurrent=3).run() == 3
+    with Store.open(workspace) as store:
+        done = {i: jobs.get_job(store, i) for i in (judged, sft, dpo)}
+        for job in done.values():
+            assert job.status == "succeeded", (job.kind, job.error,
+                                               Path(job.log_path).read_text()[-3000:])  # fmt: skip
+        labels = store.conn.execute(
+            "SELECT count(*) FROM annotations WHERE annotator_kind = 'lm' AND annotator = ?",
+            ("tiny",),
+        ).fetchone()[0]
+        model = store.conn.execute("SELECT model FROM judges WHERE name = 'tiny'").fetchone()[0]
+        runs = {i: run_for_job(store, i) for i in (sft, dpo)}
+    assert done[judged].result["judged"] == 4 and labels == 4
+    assert done[judged].result["engine"] == "transformers"  # no GPU on these nodes
+    assert model == str(base)
+    assert {job.node for job in done.values()} == {_far_node_id(address)}
+    for run in runs.values():
+        assert run.base_model == str(base)
+        assert (Path(run.artifact_path) / "config.json").is_file()
 
 
 def test_cancel_stops_the_job_on_the_far_node(cluster, test_kinds):
@@ -349,13 +422,16 @@ def test_a_sigkilled_worker_is_taken_over_and_each_event_applied_once(cluster, t
     assert "took over watching" in Path(job.log_path).read_text()
 
 
-def test_a_job_whose_node_dies_is_requeued_to_resume_from_its_checkpoint(cluster, test_kinds):
+def test_a_job_whose_node_dies_is_requeued_and_resumes_from_its_checkpoint(cluster, test_kinds):
     """Last, as it takes the far node down: a job on a node that dies is requeued (it has a
-    retry left) with its last checkpoint, which is in the storage."""
+    retry left) with its last checkpoint, which is in the storage; its retry, on another node,
+    resumes from that checkpoint instead of starting over."""
     address, workspace = cluster.address, cluster.workspace
     with Store.open(workspace) as store:
-        job_id = jobs.enqueue(store, "steps", {"steps": 30, "step_s": 1.0}, max_retries=1)
-    worker = _worker(address, workspace, once=False)
+        # retries to spare: the worker may claim the requeued job again (for a node that is
+        # gone) before the test stops it, which spends one
+        job_id = jobs.enqueue(store, "steps", {"steps": 30, "step_s": 1.0}, max_retries=3)
+    worker = _worker(address, workspace, drain=False)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -374,3 +450,14 @@ def test_a_job_whose_node_dies_is_requeued_to_resume_from_its_checkpoint(cluster
         thread.join(timeout=60)
     assert "requeued" in (job.message or "") or job.attempts > 1
     assert Path(job.checkpoint_path).is_file()  # in the workspace's runs/: a retry resumes
+    # The retry runs where it can (the head: the far node is gone) and goes on from there.
+    time.sleep(1.5)  # a row the stopped worker still held is stale by then, and requeued
+    with Store.open(workspace) as store:
+        before = jobs.get_job(store, job_id)
+    assert _worker(address, workspace, resources={}, stale_after_s=1).run() == 1, (
+        before.status, before.attempts, before.message, before.error)  # fmt: skip
+    with Store.open(workspace) as store:
+        retried = jobs.get_job(store, job_id)
+    assert retried.status == "succeeded", retried.error
+    assert retried.result["steps"] == 30 and retried.result["resumed_from"] > 0
+    assert "resuming from" in Path(retried.log_path).read_text()

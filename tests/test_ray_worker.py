@@ -145,7 +145,7 @@ def test_kinds(monkeypatch):
 
 
 def _config(**overrides) -> RayWorkerConfig:
-    values = dict(poll_s=0.2, heartbeat_s=0.5, log_s=0.5, once=True, stop_wait_s=20)
+    values = dict(poll_s=0.2, heartbeat_s=0.5, log_s=0.5, drain=True, stop_wait_s=20)
     return RayWorkerConfig(**(values | overrides))
 
 
@@ -198,6 +198,18 @@ def test_jobs_run_concurrently(ray_head, workspace, store, test_kinds):
     a, b = (jobs.get_job(store, i) for i in ids)
     assert a.status == b.status == "succeeded"
     assert a.started_at < b.finished_at and b.started_at < a.finished_at
+
+
+@pytest.mark.slow
+def test_a_worker_with_max_jobs_one_returns_after_one_job_has_ended(
+    ray_head, workspace, store, test_kinds
+):
+    """`curator worker --ray ... --once` (max_jobs=1) claims one job even with room for more,
+    and returns once it has ended; the next job stays queued."""
+    ids = [jobs.enqueue(store, "steps", {"steps": 1, "step_s": 0.05}) for _ in range(2)]
+    config = _config(drain=False, max_jobs=1, max_concurrent=4)
+    assert RayWorker(workspace, ray_head, config).run() == 1
+    assert [jobs.get_job(store, i).status for i in ids] == ["succeeded", "queued"]
 
 
 @pytest.mark.slow
@@ -261,7 +273,7 @@ def test_stopped_worker_hands_its_jobs_back(ray_head, workspace, store, test_kin
     """Stopping the worker twice (a second Ctrl-C) stops its Ray jobs and leaves the rows to the
     reaper, which requeues a job with retries left, as for a local worker that died."""
     job_id = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 60}, max_retries=1)
-    worker = RayWorker(workspace, ray_head, _config(once=False))
+    worker = RayWorker(workspace, ray_head, _config(drain=False))
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     _wait_for_runner(job_id, store)

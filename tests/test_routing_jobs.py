@@ -76,7 +76,7 @@ def test_a_cancelled_sweep_stops_between_runs_and_a_retry_continues_it(ws):
         ]
         assert sweep_info(store, sweep_id)["runs"] == 0  # asked to stop before the first run
         retry_id = jobs.retry(store, job_id)
-    assert Worker(ws, WorkerConfig(once=True)).run() == 1
+    assert Worker(ws, WorkerConfig(drain=True)).run() == 1
     with Store.open(ws) as store:
         retried = jobs.get_job(store, retry_id)
         assert retried.status == "succeeded", retried.error
@@ -105,7 +105,7 @@ def test_features_cli_in_the_background_computes_them_in_a_worker(ws):
         "none",
         False,
     )
-    Worker(ws, WorkerConfig(once=True)).run()
+    Worker(ws, WorkerConfig(drain=True)).run()
     with Store.open(ws) as store:
         job = jobs.get_job(store, job_id)
         assert job.status == "succeeded", (job.error or "") + jobs.log_tail(job)
@@ -135,7 +135,7 @@ def test_judge_cli_in_the_background_labels_pairs_in_a_worker(ws, tiny_model):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     job_id = int(result.output.strip())
-    Worker(ws, WorkerConfig(once=True)).run()
+    Worker(ws, WorkerConfig(drain=True)).run()
     with Store.open(ws) as store:
         job = jobs.get_job(store, job_id)
         assert job.status == "succeeded", job.error + jobs.log_tail(job)
@@ -170,7 +170,7 @@ def test_a_reward_model_sweep_trains_a_real_reward_model_per_run(ws):
                 "UPDATE jobs SET spec = ? WHERE id = ?",
                 (json.dumps(spec | {"reward": {"max_steps": 1, "max_length": 48}}), job_id),
             )
-    Worker(ws, WorkerConfig(once=True)).run()
+    Worker(ws, WorkerConfig(drain=True)).run()
     with Store.open(ws) as store:
         job = jobs.get_job(store, job_id)
         assert job.status == "succeeded", (job.error, jobs.log_tail(job))
@@ -183,3 +183,60 @@ def test_a_reward_model_sweep_trains_a_real_reward_model_per_run(ws):
     assert all(0.0 <= r["score"] <= 1.0 for r in rows)
     assert all(json.loads(r["details"])["n_train"] > 0 for r in rows)
     assert all(json.loads(r["details"])["categories"] for r in rows)
+
+
+class NodeContext(JobContext):
+    """A job's context whose store is a snapshot made for the attempt, as on a cluster's node
+    (training.remote.RemoteJobContext): what it leaves in the store is lost with the node."""
+
+    @property
+    def store_is_snapshot(self) -> bool:
+        return True
+
+
+def _sweep_rows(store, sweep_id: int) -> list[tuple]:
+    rows = store.conn.execute(
+        "SELECT human_ids, feature_vector, score, details FROM sweep_runs WHERE sweep_id = ? "
+        "ORDER BY id", (sweep_id,)
+    ).fetchall()  # fmt: skip
+    return [(r["human_ids"], r["feature_vector"], r["score"], json.loads(r["details"])["seconds"])
+            for r in rows]  # fmt: skip
+
+
+def test_a_sweep_retried_after_its_node_died_replays_the_checkpointed_runs(ws, monkeypatch):
+    """On a node the sweep's runs live in a snapshot store, so its checkpoint carries each scored
+    run. A retry makes a new sweep, replays the checkpointed runs on the same splits (drawn again
+    from the seed) and scores only the rest: its rows equal a sweep that never stopped."""
+    import training.routing_jobs as routing_jobs
+
+    monkeypatch.setattr(routing_jobs, "SWEEP_CHECKPOINT_S", 0.0)  # a checkpoint after each run
+    spec = {"dataset": "demo-prefs", "eval_dataset": "demo-eval", "config": {"runs": 6},
+            "ppm_kind": "linear"}  # fmt: skip
+    with Store.open(ws) as store:
+        first = jobs.enqueue(store, "sweep", spec)
+        job = jobs.claim_next(store, "node")
+        whole = run_sweep_job(NodeContext(store, ws, job), dict(job.spec))
+        state = json.loads(Path(jobs.get_job(store, first).checkpoint_path).read_text())
+        assert state["snapshot"] is True and len(state["runs"]) == 6
+        # the node died after three runs: its store (here: this sweep's rows) is gone
+        half = Path(ws.root) / "half.json"
+        marked = [run | {"seconds": 123.0} for run in state["runs"][:3]]  # seen if replayed
+        half.write_text(json.dumps(state | {"runs": marked}))
+        second = jobs.enqueue(store, "sweep", spec)
+        job = jobs.claim_next(store, "other node")
+        job.checkpoint_path = str(half)
+        messages: list[str] = []
+
+        class Watched(NodeContext):
+            def progress(self, fraction, message=None):
+                messages.append(message or "")
+
+        again = run_sweep_job(Watched(store, ws, job), dict(job.spec))
+        assert again["sweep_id"] != whole["sweep_id"] and again["runs"] == 6
+        before, after = _sweep_rows(store, whole["sweep_id"]), _sweep_rows(store, again["sweep_id"])
+    assert "3 runs replayed from the checkpoint" in messages
+    assert [row[:3] for row in after] == [row[:3] for row in before]  # same splits, same scores
+    # the first three were replayed, not trained again; the rest were
+    assert [row[3] for row in after[:3]] == [123.0] * 3
+    assert all(row[3] < 123.0 for row in after[3:])
+    assert second != first

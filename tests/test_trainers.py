@@ -52,7 +52,7 @@ def demo_store(demo_ws):
 
 
 def _run_queue(workspace: Workspace) -> None:
-    Worker(workspace, WorkerConfig(once=True, poll_s=0.1, heartbeat_s=0.5)).run()
+    Worker(workspace, WorkerConfig(drain=True, poll_s=0.1, heartbeat_s=0.5)).run()
 
 
 def _succeeded(store: Store, job_id: int) -> jobs.Job:

@@ -88,6 +88,26 @@ def _jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> int:
     return count
 
 
+def base_model_key(kind: str, spec: dict[str, Any]) -> tuple[str, ...]:
+    """Where a job's spec names the model it loads: ``base_model`` for the trainers, under
+    ``reward`` for a sweep whose runs train reward models, ``model`` for a judge."""
+    if kind == "judge":
+        return ("model",)
+    return ("reward", "base_model") if isinstance(spec.get("reward"), dict) else ("base_model",)
+
+
+def _get(spec: dict[str, Any], key: tuple[str, ...]) -> Any:
+    for part in key[:-1]:
+        spec = spec.get(part) or {}
+    return spec.get(key[-1])
+
+
+def _set(spec: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
+    for part in key[:-1]:
+        spec = spec.setdefault(part, {})
+    spec[key[-1]] = value
+
+
 def job_datasets(spec: dict[str, Any]) -> list[str]:
     return [str(spec[k]) for k in DATASET_KEYS if spec.get(k)]
 
@@ -131,12 +151,13 @@ def build_bundle(
         rows = store.conn.execute(f"SELECT * FROM {table} WHERE {where}", params)  # noqa: S608
         counts[table] = _jsonl(folder / "tables" / f"{table}.jsonl", (dict(r) for r in rows))
     base_model = None
-    ref = str(spec.get("base_model") or "").strip()
+    key = base_model_key(job.kind, spec)
+    ref = str(_get(spec, key) or "").strip()
     if ref and Path(ref).expanduser().is_dir():
         local = Path(ref).expanduser().resolve()
         if _folder_bytes(local) <= BASE_MODEL_MAX_BYTES:
             shutil.copytree(local, folder / BASE_MODEL_DIR)
-            base_model = {"ref": ref, "path": BASE_MODEL_DIR}
+            base_model = {"ref": ref, "path": BASE_MODEL_DIR, "key": list(key)}
     resume_info = None
     if resume is not None:
         target = folder / RESUME_DIR / resume.name
@@ -187,9 +208,11 @@ class Bundle:
 
     def spec(self) -> dict[str, Any]:
         """The job's spec as the node sees it: a carried base model by its path here."""
-        spec = dict(self.job["spec"])
-        if self.description.get("base_model"):
-            spec["base_model"] = str(self.folder / self.description["base_model"]["path"])
+        spec = json.loads(json.dumps(self.job["spec"]))  # a deep copy
+        carried = self.description.get("base_model")
+        if carried:
+            _set(spec, tuple(carried.get("key", ["base_model"])),
+                 str(self.folder / carried["path"]))  # fmt: skip
         return spec
 
     def load_store(self, workspace: Workspace) -> Store:

@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 
 from curation.errors import CuratorError
-from curation.evalsets import EvalSet, rewardbench_score
+from curation.evalsets import EvalScore, EvalSet, rewardbench_score
 from curation.store import Store
 from curation.workspace import Workspace
 from training.data import ChatExample, PreferencePair, load_training_data, read_jsonl
 from training.inference import map_by_length
 from training.reward_scorer import RewardScorer
-from training.runs import get_run, set_evaluation
+from training.runs import get_run, run_model_dir, set_evaluation
 from training.trainer_base import chat_ids, keep_end, load_pretrained
 
 GENERATIVE_SUITES = ("xstest", "safety", "gsm8k", "ifeval", "heldout")
@@ -82,10 +82,15 @@ def evaluate_reward_model(
     RewardBench-format eval dataset of the workspace."""
     evalset = EvalSet.load(store, eval_dataset)
     scorer = _scorer(model, batch_size, max_length)
+    return score_on_evalset(scorer, evalset).to_dict() | {"dataset": eval_dataset}
+
+
+def score_on_evalset(scorer: RewardScorer, evalset: EvalSet) -> EvalScore:
+    """A loaded reward model's RewardBench score on an eval set already read from a store (what
+    a sweep's run on another node gets, as it has no store)."""
     prompts = [[{"role": "user", "content": p}] for p in evalset.prompts]
     margins = scorer.score(prompts, evalset.chosen) - scorer.score(prompts, evalset.rejected)
-    score = rewardbench_score(margins, evalset.subsets, evalset.categories)
-    return score.to_dict() | {"dataset": eval_dataset}
+    return rewardbench_score(margins, evalset.subsets, evalset.categories)
 
 
 def evaluate_reward_run(
@@ -101,10 +106,9 @@ def evaluate_reward_run(
     run = get_run(store, run_id)
     if run.kind != "reward":
         raise CuratorError(f"run {run_id} is a {run.kind} run, not a reward model")
-    if not run.artifact_path or not Path(run.artifact_path).is_dir():
-        raise CuratorError(f"the model of run {run_id} is missing ({run.artifact_path})")
+    model_dir = run_model_dir(store, run)
     result = evaluate_reward_model(
-        store, run.artifact_path, eval_dataset, batch_size=batch_size, max_length=max_length
+        store, model_dir, eval_dataset, batch_size=batch_size, max_length=max_length
     )
     set_evaluation(store, run_id, {f"rewardbench:{eval_dataset}": result})
     return result
@@ -789,14 +793,13 @@ def evaluate_generative(
     run = get_run(store, run_id)
     if run.kind not in ("sft", "dpo"):
         raise CuratorError(f"run {run_id} is a {run.kind} run; generative suites need SFT or DPO")
-    if not run.artifact_path or not Path(run.artifact_path).is_dir():
-        raise CuratorError(f"the model of run {run_id} is missing ({run.artifact_path})")
+    model_dir = run_model_dir(store, run)
     for suite in suites:
         parse_suite(suite)
     heldout = None
     if any(parse_suite(s)[0] == "heldout" for s in suites):
         heldout = _run_heldout(store, run)
-    generator = Generator.load(run.artifact_path, batch_size=batch_size)
+    generator = Generator.load(model_dir, batch_size=batch_size)
     results = run_suites(
         generator,
         suites,

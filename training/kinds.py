@@ -24,6 +24,7 @@ from curation.store import Store
 from curation.workspace import Workspace
 from training import jobs
 from training.jobs import PLUGINS_ENV, Job, job_kind, kind_names, load_plugins, register_kind
+from training.task_pool import LocalPool, TaskPool
 
 __all__ = [
     "PLUGINS_ENV",
@@ -100,6 +101,18 @@ class JobContext:
     def should_stop(self) -> bool:
         """Whether someone asked to cancel; long loops check it between steps."""
         return jobs.cancel_requested(self.store, self.job.id)
+
+    @property
+    def store_is_snapshot(self) -> bool:
+        """Whether ``store`` is a copy made for this attempt (a job on a cluster's node), so
+        that what a checkpoint points at in it is gone when the job is retried."""
+        return False
+
+    @property
+    def pool(self) -> TaskPool:
+        """Where the job's independent steps run (:mod:`training.task_pool`): here, one after
+        another; a job on a Ray cluster spreads them as tasks over its nodes."""
+        return LocalPool()
 
 
 JobFn = Callable[[JobContext, dict[str, Any]], dict[str, Any]]

@@ -20,6 +20,7 @@ never started) is requeued while it has retries left, resuming from its last che
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import secrets
@@ -56,9 +57,10 @@ FORWARDED_ENV = (PLUGINS_ENV, "PYTHONPATH", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_O
                  "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")  # fmt: skip
 # The project's packages, shipped to the nodes as py_modules (a node needs only the environment).
 PACKAGES = ("assets", "curation", "routing", "training")
-# Kinds whose checkpoint is state in the workspace's store (a sweep's id), which a snapshot on
-# another node cannot continue: on Ray they start over when retried.
-STORE_STATE_CHECKPOINTS = ("sweep",)
+# Kinds whose steps spread over the cluster as Ray tasks (:mod:`training.task_pool`: feature
+# shards, a reward-model sweep's runs): their GPUs go to each task (a ``num_gpus`` in the spec
+# is per task), not to the job's process, which only hands out the work and gathers it.
+SPREAD_KINDS = ("features", "sweep")
 # Kinds that write the workspace itself (a mixture's folder and version) run on its host only.
 LOCAL_ONLY_KINDS = ("mix",)
 
@@ -175,8 +177,8 @@ class RayWorker:
     # ---- the loop ------------------------------------------------------------------------------
 
     def run(self, *, on_job: Callable[[Job], None] | None = None) -> int:
-        """Work until stopped (or, with ``once``, until the queue is empty and every job has
-        ended); returns the number of jobs that ended."""
+        """Work until stopped (or, with ``drain``, until the queue is empty and every job has
+        ended; or until ``max_jobs`` jobs have ended); returns the number of jobs that ended."""
         done = 0
         idle_since = time.monotonic()
         try:
@@ -185,7 +187,7 @@ class RayWorker:
                 if not self._draining:
                     jobs.reap_stale(self.store, stale_after_s=self.config.stale_after_s)
                     self._adopt()
-                    while len(self.on_ray) < self.config.max_concurrent and not self._draining:
+                    while self._may_claim(done) and not self._draining:
                         job = jobs.claim_next(self.store, self.name, kinds=self._kinds())
                         if job is None:
                             claimed_nothing = True
@@ -196,7 +198,9 @@ class RayWorker:
                 done += sum(1 for job_id in list(self.on_ray) if self._poll(job_id))
                 if self.on_ray:
                     idle_since = time.monotonic()
-                elif self._draining or (claimed_nothing and self.config.once):
+                elif self._draining or (claimed_nothing and self.config.drain):
+                    break
+                elif self.config.max_jobs is not None and done >= self.config.max_jobs:
                     break
                 elif (
                     self.config.idle_exit_s is not None
@@ -209,6 +213,14 @@ class RayWorker:
         if self._failure:
             raise CuratorError(self._failure)
         return done
+
+    def _may_claim(self, done: int) -> bool:
+        """Room on the cluster for one more job, within ``max_jobs`` (counting those that
+        ended and those still on the cluster, adopted ones included)."""
+        if len(self.on_ray) >= self.config.max_concurrent:
+            return False
+        limit = self.config.max_jobs
+        return limit is None or done + len(self.on_ray) < limit
 
     def _kinds(self) -> tuple[str, ...]:
         return tuple(k for k in jobs.kind_names() if k not in LOCAL_ONLY_KINDS)
@@ -235,20 +247,26 @@ class RayWorker:
         }
 
     def _num_gpus(self, job: Job) -> float | None:
-        """GPUs for the job: its own ``num_gpus`` setting, one for features encoded on
-        ``cuda``, else the worker's default."""
+        """GPUs for the job's own process: its ``num_gpus`` setting, else the worker's default;
+        none for a kind that spreads its steps as tasks, which ask for the GPUs themselves."""
+        if job.kind in SPREAD_KINDS:
+            return None
         if job.spec.get("num_gpus") is not None:
             return float(job.spec["num_gpus"]) or None
-        config = job.spec.get("config")
-        if job.kind == "features" and isinstance(config, dict) and config.get("device") == "cuda":
-            return 1.0
         return self.config.num_gpus
+
+    def _spec_for_cluster(self, job: Job) -> Job:
+        """The job as it travels: a kind that spreads its steps gets the worker's default GPUs
+        per task when its spec names none."""
+        if job.kind in SPREAD_KINDS and job.spec.get("num_gpus") is None and self.config.num_gpus:
+            return dataclasses.replace(job, spec=job.spec | {"num_gpus": self.config.num_gpus})
+        return job
 
     def _resume(self, job: Job) -> tuple[Path | None, str | None]:
         """The checkpoint a retry resumes from: carried in the bundle when it is a local file,
         fetched by the node from the storage when it is a URL."""
         path = job.checkpoint_path
-        if not path or job.kind in STORE_STATE_CHECKPOINTS:
+        if not path:
             return None, None
         if is_local(path):
             local = local_path(path)
@@ -272,7 +290,7 @@ class RayWorker:
                 (target / PROBE_FILE).write_text(probe)
             resume, resume_uri = self._resume(job)
             try:
-                manifest = build_bundle(self.store, job, folder, storage=self.storage.uri, run=run,
+                manifest = build_bundle(self.store, self._spec_for_cluster(job), folder, storage=self.storage.uri, run=run,
                                         resume=resume, resume_uri=resume_uri, probe=probe)  # fmt: skip
             except CuratorError as exc:  # the job's inputs, not the cluster, are at fault
                 jobs.finish(self.store, job.id, "failed", error=str(exc))

@@ -34,6 +34,7 @@ from training.bundle import Bundle, collect_rows, open_bundle
 from training.jobs import Job
 from training.kinds import JobCancelled, JobContext, job_kind
 from training.storage import Storage, is_local, local_path
+from training.task_pool import TaskPool, pool_for_this_process
 
 EVENT_PREFIX = "@@curator-event@@ "
 PROBE_FILE = ".curator-probe"
@@ -148,6 +149,7 @@ class RemoteJobContext(JobContext):
     uploader: Uploader | None = None
     resume_path: Path | None = None
     stop_flag: threading.Event = field(default_factory=threading.Event)
+    _pool: TaskPool | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -184,6 +186,18 @@ class RemoteJobContext(JobContext):
 
     def should_stop(self) -> bool:
         return self.stop_flag.is_set()
+
+    @property
+    def store_is_snapshot(self) -> bool:
+        return True
+
+    @property
+    def pool(self) -> TaskPool:
+        """Ray tasks over the cluster when this job runs under the Ray Jobs API (made once,
+        on first use: a job with nothing to spread never connects)."""
+        if self._pool is None:
+            self._pool = pool_for_this_process()
+        return self._pool
 
 
 def _reachable(storage: Storage, run: str, probe: str | None) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from curation.errors import CuratorError
@@ -22,7 +21,7 @@ from curation.store import Store
 from routing.judges import pairs_to_judge, verdict_from_probability
 from training.data import prompt_turns
 from training.reward_scorer import RewardScorer, sigmoid
-from training.runs import get_run
+from training.runs import get_run, local_model, run_model_dir
 from training.trainer_base import run_info
 
 BACKEND = "reward_model"
@@ -30,12 +29,14 @@ BACKEND = "reward_model"
 
 def register_reward_judge(store: Store, run_id: int, name: str | None = None) -> dict[str, Any]:
     """Record a finished reward-model run as a judge (default name ``rm-run<id>``); registering
-    the same run under the same name again is a no-op, another model under that name an error."""
+    the same run under the same name again is a no-op, another model under that name an error.
+
+    The judge's model is the run's ``artifact_path`` as recorded (a storage URL stays a URL: it is
+    the model's identity wherever the workspace is opened); it is loaded from a local copy."""
     run = get_run(store, run_id)
     if run.kind != "reward":
         raise CuratorError(f"run {run_id} is a {run.kind} run; only reward models can judge")
-    if not run.artifact_path or not Path(run.artifact_path).is_dir():
-        raise CuratorError(f"the model of run {run_id} is missing ({run.artifact_path})")
+    run_model_dir(store, run)  # a missing model is refused now, not when the judge first labels
     name = (name or f"rm-run{run_id}").strip()
     row = store.conn.execute("SELECT * FROM judges WHERE name = ?", (name,)).fetchone()
     if row:
@@ -85,9 +86,7 @@ def label_with_reward_model(
     finished). Returns counts like ``routing.judges.judge_dataset``.
     """
     judge = reward_judge(store, judge_name)
-    model_dir = judge["model"]
-    if not model_dir or not Path(model_dir).is_dir():
-        raise CuratorError(f"the model of judge {judge_name!r} is missing ({model_dir})")
+    model_dir = local_model(store, judge["model"], what=f"the model of judge {judge_name!r}")
     done, todo, incomplete = pairs_to_judge(store, dataset, judge_name, limit)
     started = time.monotonic()
     judged = 0
@@ -113,7 +112,7 @@ def label_with_reward_model(
                             overall=verdict_from_probability(p_a),
                             confidence=max(p_a, 1.0 - p_a),
                             probs=[p_a, 1.0 - p_a],
-                            model=model_dir,
+                            model=judge["model"],
                             reasons={"reward_a": float(a), "reward_b": float(b), "run_id": run_id},
                             origin=BACKEND,
                         ),
@@ -126,7 +125,7 @@ def label_with_reward_model(
     return {
         "judge": judge_name,
         "dataset": dataset,
-        "model": model_dir,
+        "model": judge["model"],
         "judged": judged,
         "skipped_done": len(done),
         "skipped_incomplete": incomplete,

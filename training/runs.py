@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from curation.errors import CuratorError
 from curation.store import Store
+from training.storage import is_local, local_artifact
 
 RUN_KINDS = ("reward", "sft", "dpo", "probe")
 
@@ -52,8 +54,13 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
-    artifact_path: str | None = None
+    artifact_path: str | None = None  # a folder, or a storage URL where a cluster job wrote it
     created_at: str | None = None
+
+    @property
+    def artifact_is_url(self) -> bool:
+        """Whether the run's files are at a storage URL, read through a copy in the workspace."""
+        return bool(self.artifact_path) and not is_local(self.artifact_path)
 
     @classmethod
     def from_row(cls, row: Any) -> Run:
@@ -157,3 +164,18 @@ def run_for_job(store: Store, job_id: int) -> Run | None:
     """The run a training job produced (its latest, should it have written more than one)."""
     found = _select(store, job=int(job_id), limit=1)
     return found[0] if found else None
+
+
+def local_model(store: Store, ref: str | None, *, what: str) -> Path:
+    """The model folder a run or a judge records (a path or a storage URL) as a folder on this
+    machine, a URL's downloaded once into the workspace's cache (``storage.local_artifact``)."""
+    if not ref:
+        raise CuratorError(f"{what} was not saved")
+    if store.workspace is None:
+        raise CuratorError("reading a model needs a workspace store (Store.open(workspace))")
+    return local_artifact(store.workspace, ref, what=what)
+
+
+def run_model_dir(store: Store, run: Run) -> Path:
+    """Where a run's model is on this machine: what evaluation, judging and generation load."""
+    return local_model(store, run.artifact_path, what=f"the model of run {run.id}")

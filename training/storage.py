@@ -9,14 +9,20 @@ wherever the job ran. fsspec comes with ``datasets``; a cloud scheme needs its o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curation.errors import CuratorError
+from curation.workspace import Workspace
+
+ARTIFACT_CACHE = "artifacts"  # the workspace's cache/ folder holds one copy per URL here
 
 
 def is_local(uri: str) -> bool:
@@ -108,8 +114,11 @@ class Storage:
         if self.fs.isfile(root):
             yield ""
             return
+        # fsspec lists paths without the scheme (``bucket/runs/...``): measure them from the
+        # root stripped the same way, not from the URL
+        base = str(self.fs._strip_protocol(root)).rstrip("/")
         for found in self.fs.find(root):
-            yield posixpath.relpath(str(found), str(root).rstrip("/"))
+            yield posixpath.relpath(str(found), base)
 
     def get_dir(self, rel: str, local: Path) -> Path:
         """Copy the file or folder ``rel`` to ``local`` (a checkpoint a retry resumes from)."""
@@ -117,12 +126,59 @@ class Storage:
         any_file = False
         for sub in self.files(rel):
             target = local / sub if sub else local
+            if not target.resolve().is_relative_to(local.resolve()):  # a listing never writes out
+                raise CuratorError(f"{self.url(rel)} lists {sub!r}, which is outside it")
             target.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(posixpath.join(str(root), sub) if sub else str(root), str(target))
             any_file = True
         if not any_file:
             raise CuratorError(f"nothing at {self.url(rel)} in the storage")
         return local
+
+
+def artifact_cache_dir(workspace: Workspace, uri: str) -> Path:
+    """Where the workspace keeps its copy of the folder at ``uri``: named by a hash of the URL, so
+    no URL names a path outside the cache."""
+    key = hashlib.sha256(uri.encode()).hexdigest()[:32]
+    return workspace.confine(Path(ARTIFACT_CACHE) / key, base="cache", within_base=True)
+
+
+def local_artifact(workspace: Workspace, ref: str, *, what: str = "the artefact") -> Path:
+    """The folder ``ref`` names (a run's model, say), as a folder on this machine.
+
+    A local folder (a path or ``file://``) is itself. A URL's folder is downloaded into the
+    workspace's cache the first time and read from there after: a run's files are written once,
+    when its job ends, so the copy does not go stale. The download lands in a hidden folder beside
+    the copy and is renamed into place only when whole, so a process killed half-way leaves no
+    folder that looks complete. ``what`` names the folder in errors.
+    """
+    if is_local(ref):
+        folder = local_path(ref)
+        if not folder.is_dir():
+            raise CuratorError(f"{what} is missing ({ref})")
+        return folder
+    folder = artifact_cache_dir(workspace, ref)
+    if folder.is_dir():
+        return folder
+    storage = Storage.at(ref)
+    try:
+        if not storage.exists(""):
+            raise CuratorError(f"{what} is missing ({ref})")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            storage.get_dir("", partial)
+            try:
+                partial.rename(folder)
+            except OSError:
+                if not folder.is_dir():
+                    raise
+                # another process finished the same download first; its copy is as good
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    except OSError as exc:  # no credentials, no network, a full disk
+        raise CuratorError(f"cannot download {what} from {ref}: {exc}") from exc
+    return folder
 
 
 def default_storage(workspace_root: Path) -> str:

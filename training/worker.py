@@ -45,7 +45,12 @@ class WorkerConfig:
     kill_grace_s: float = field(
         default=5.0, metadata={"help": "Seconds between SIGTERM and SIGKILL on cancel."}
     )
-    once: bool = field(default=False, metadata={"help": "Run the queued jobs, then exit."})
+    drain: bool = field(
+        default=False, metadata={"help": "Run what is queued, then exit once it has ended."}
+    )
+    max_jobs: int | None = field(
+        default=None, metadata={"help": "Exit once this many jobs have ended (--once: one)."}
+    )
     idle_exit_s: float | None = field(
         default=None, metadata={"help": "Exit after this long with nothing to do."}
     )
@@ -89,14 +94,16 @@ class Worker:
         self._stopping = True
 
     def run(self, *, on_job: Callable[[Job], None] | None = None) -> int:
-        """Work until stopped (or, with ``once``, until the queue is empty); returns jobs run."""
+        """Work until stopped, or with ``drain`` until the queue is empty, or until ``max_jobs``
+        jobs have ended; returns the number of jobs run."""
         done = 0
         idle_since = time.monotonic()
-        while not self._stopping:
+        limit = self.config.max_jobs
+        while not self._stopping and (limit is None or done < limit):
             jobs.reap_stale(self.store, stale_after_s=self.config.stale_after_s)
             job = jobs.claim_next(self.store, self.name)
             if job is None:
-                if self.config.once:
+                if self.config.drain:
                     break
                 if (
                     self.config.idle_exit_s is not None

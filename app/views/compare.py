@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,12 +23,12 @@ from app import state, widgets
 from curation.errors import CuratorError
 from training import jobs
 from training.evaluate import Generator
-from training.runs import Run, list_runs
+from training.runs import Run, list_runs, run_model_dir
 
 ANY = "any"
 GENERATIVE = ("sft", "dpo")
 SAMPLE_POOL = 500  # prompts sampled from a dataset are drawn from its first instances
-_MODELS_KEY = "compare_models"  # {artifact path: loaded Generator}, the pair in use only
+_MODELS_KEY = "compare_models"  # {local model folder: loaded Generator}, the pair in use only
 _OUTPUTS_KEY = "compare_generations"
 
 
@@ -243,7 +244,8 @@ def _generations(store, runs: list[Run]) -> None:
             )
             if not prompts:
                 raise CuratorError("no prompts to generate from: type some, or pick a dataset")
-            paths = [models[left].artifact_path, models[right].artifact_path]
+            with st.spinner("Fetching the models (one at a storage URL downloads once)"):
+                paths = [run_model_dir(store, models[i]) for i in (left, right)]
             outputs = []
             for side, path in zip(("left", "right"), paths, strict=True):
                 bar = st.progress(0.0, text=f"{side} model: loading")
@@ -276,9 +278,9 @@ def _generations(store, runs: list[Run]) -> None:
                     widgets.text_block(shown["outputs"][side][i], key=f"compare_out_{side}_{i}")
 
 
-def _model(path: str, keep: list[str]) -> Generator:
+def _model(path: Path, keep: list[Path]) -> Generator:
     """The loaded model at ``path``, kept in this session beside the other one in use only."""
-    loaded: dict[str, Generator] = st.session_state.setdefault(_MODELS_KEY, {})
+    loaded: dict[Path, Generator] = st.session_state.setdefault(_MODELS_KEY, {})
     for stale in [p for p in loaded if p not in keep]:
         del loaded[stale]
     if path not in loaded:
