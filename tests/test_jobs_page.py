@@ -381,3 +381,18 @@ def test_the_config_form_has_an_input_per_field_type_with_its_help():
         "lora": True,
         "targets": ("q_proj", "v_proj"),
     }
+
+
+def test_a_job_that_ran_on_ray_names_its_node_and_where_its_artefacts_are(ws):
+    """A Ray worker records the submission, the node and the storage URI on the row; the table
+    says where each job ran and the job's page names the node and the artefacts' location."""
+    with Store.open(ws) as store:
+        jobs.set_ray_job_id(store, 1, "curator-job-1-abc")
+        jobs.set_ray_placement(store, 1, node="f00dfeed" * 7, artifact_uri="s3://bucket/job-1")
+    at = jobs_page(job=1)
+    table = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert dict(zip(table["id"], table["where"], strict=True)) == {
+        1: "Ray node f00dfeed", 2: "this host"}  # fmt: skip
+    shown = texts(at)
+    assert "On Ray as curator-job-1-abc" in shown and "f00dfeed" * 7 in shown
+    assert "artefacts at s3://bucket/job-1" in shown

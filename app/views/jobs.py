@@ -191,12 +191,20 @@ def _jobs_frame(listed: list[Job]) -> pd.DataFrame:
                 "progress": j.progress,
                 "message": j.message or "",
                 "attempts": f"{j.attempts} of {j.max_retries + 1}",
+                "where": _where(j),
                 "created": j.created_at,
                 "by": j.created_by or "",
             }
             for j in listed
         ]
     )
+
+
+def _where(job: Job) -> str:
+    """Where a job runs or ran: a Ray node (shortened id), Ray before a node is known, or here."""
+    if job.node:
+        return f"Ray node {job.node[:8]}"
+    return "Ray" if job.ray_job_id or job.artifact_uri else "this host"
 
 
 def _job_label(job: Job) -> str:
@@ -227,6 +235,11 @@ def _job_detail(store, job: Job, user: User) -> None:
         f"attempt {job.attempts} of {job.max_retries + 1} · by {job.created_by or 'unknown'} · "
         f"{times}" + (f" · worker {job.worker}" if job.worker else "")
     )
+    if job.ray_job_id or job.node or job.artifact_uri:
+        st.caption(
+            f"On Ray as {job.ray_job_id or '(not submitted now)'} · node "
+            f"{job.node or 'not known yet'} · artefacts at {job.artifact_uri or 'not known yet'}"
+        )
     if not job.finished:
         if st.button("Cancel", key="jobs_cancel", icon=":material/cancel:"):
             _cancel(store, job.id)
