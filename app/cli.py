@@ -36,6 +36,22 @@ WorkspaceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+NumGpusOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--num-gpus",
+        min=0,
+        help="With --background, for a Ray worker: GPUs to reserve (per shard for features, per "
+        "run for a reward-model sweep; default: the worker's --num-gpus).",
+    ),
+]
+
+
+def gpu_spec(num_gpus: float | None) -> dict[str, float]:
+    """A background job's spec entry for ``--num-gpus`` (none when not given)."""
+    return {} if num_gpus is None else {"num_gpus": float(num_gpus)}
+
+
 ValuesOpt = Annotated[
     list[str] | None,
     typer.Option(

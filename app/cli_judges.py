@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import JsonOpt, WorkspaceOpt, _store, progress_bar
+from app.cli import JsonOpt, NumGpusOpt, WorkspaceOpt, _store, gpu_spec, progress_bar
 from app.cli_options import ConfigSettings, config_command
 from curation.workspace import Workspace
 from routing.judges import Judge, judge_dataset, open_backend
@@ -30,6 +30,7 @@ def judge_cmd(
             "transformers, or vllm."
         ),
     ] = "auto",
+    num_gpus: NumGpusOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Label a dataset's pairs with an LM judge; pairs it already labelled are skipped."""
@@ -41,6 +42,7 @@ def judge_cmd(
             from app.cli_jobs import enqueue_and_report
 
             spec = judge.config() | {"dataset": dataset, "limit": limit, "engine": engine}
+            spec |= gpu_spec(num_gpus)
             enqueue_and_report(store, "judge", spec, as_json=as_json)
             return
         model_backend = open_backend(judge, ws, engine=engine)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import JsonOpt, WorkspaceOpt, _fail, _store, progress_bar
+from app.cli import JsonOpt, NumGpusOpt, WorkspaceOpt, _fail, _store, gpu_spec, progress_bar
 from app.cli_options import ConfigSettings, config_command
 from curation.workspace import Workspace
 from routing.features import FeatureConfig, compute_features
@@ -25,6 +25,7 @@ def features_cmd(
     settings: ConfigSettings,
     workspace: WorkspaceOpt = None,
     background: BackgroundOpt = False,
+    num_gpus: NumGpusOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute and store the routing features (lexical measures in thirds, prompt tags, the
@@ -37,7 +38,8 @@ def features_cmd(
             from app.cli_jobs import enqueue_and_report
             from training.routing_jobs import features_spec
 
-            enqueue_and_report(store, "features", features_spec(dataset, config), as_json=as_json)
+            spec = features_spec(dataset, config) | gpu_spec(num_gpus)
+            enqueue_and_report(store, "features", spec, as_json=as_json)
             return
         with progress_bar("features", "pair", quiet=as_json) as update:
             summary = compute_features(
@@ -81,6 +83,7 @@ def sweep_cmd(
         int, typer.Option(help="reward_model: optimiser steps per run (-1: one epoch).")
     ] = -1,
     background: BackgroundOpt = False,
+    num_gpus: NumGpusOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train reward probes on sampled human/LM splits, score them, fit the performance predictor.
@@ -102,7 +105,7 @@ def sweep_cmd(
                 raise _fail("--add-to runs in the foreground only")
             reward = {"max_steps": reward_steps} if reward_steps > 0 else {}
             spec = sweep_spec(dataset, eval_set, config, ppm_kind=kind, reward=reward)
-            enqueue_and_report(store, "sweep", spec, as_json=as_json)
+            enqueue_and_report(store, "sweep", spec | gpu_spec(num_gpus), as_json=as_json)
             return
         with progress_bar("sweep", "run", quiet=as_json) as progress:
             sweep_id = run_sweep(store, dataset, eval_set, config, sweep_id=add_to,

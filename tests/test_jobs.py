@@ -259,9 +259,20 @@ def test_the_cli_contract_train_enqueues_and_jobs_show_json_reports_status_and_m
     expected = RewardTrainConfig(dataset="prefs", max_steps=2, lora=True).to_spec()
     assert (job.kind, job.status, job.spec) == ("reward", "queued", expected)
     assert job.created_by.startswith("cli")
+    on_gpu = run(cli, ["train", "sft", "--dataset", "prefs", "--num-gpus", "1", *ws])
+    assert on_gpu.exit_code == 0, on_gpu.output
+    gpu_id = int(on_gpu.output.strip())
+    assert jobs.get_job(store, gpu_id).spec["num_gpus"] == 1.0
+    jobs.request_cancel(store, gpu_id)
+    judged = run(cli, ["judge", "prefs", "--background", "--num-gpus", "1", "--json", *ws])
+    assert judged.exit_code == 0, judged.output
+    judge_id = json.loads(judged.output)["job_id"]
+    spec = jobs.get_job(store, judge_id).spec
+    assert (spec["num_gpus"], spec["engine"]) == (1.0, "auto")
+    jobs.request_cancel(store, judge_id)
     typo = run(cli, ["train", "sft", "--dataset", "nope", *ws])
     assert isinstance(typo.exception, CuratorError) and "nope" in str(typo.exception)
-    assert len(jobs.list_jobs(store)) == 1
+    assert len(jobs.list_jobs(store)) == 3
 
     assert "cancelled" in run(cli, ["jobs", "cancel", str(job.id), *ws]).output
     steps = jobs.enqueue(store, "steps", {"steps": 2, "step_s": 0.01})
@@ -272,7 +283,7 @@ def test_the_cli_contract_train_enqueues_and_jobs_show_json_reports_status_and_m
     assert shown["evaluation"] is None and shown["run_id"] is None  # not a training job
     retried = int(run(cli, ["jobs", "retry", str(job.id), *ws]).output.strip())
     listed = json.loads(run(cli, ["jobs", "list", "--json", *ws]).output)
-    assert [j["id"] for j in listed] == [retried, steps, job.id]
+    assert [j["id"] for j in listed] == [retried, steps, judge_id, gpu_id, job.id]
     assert listed[0]["spec"] == expected | {"retry_of": job.id}
 
 

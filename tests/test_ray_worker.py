@@ -384,3 +384,28 @@ def test_a_ray_job_that_dies_without_a_verdict_is_requeued_while_retries_remain(
     jobs.claim_next(store, "w")
     assert not jobs.requeue(store, job_id, "the node died again")
     assert jobs.get_job(store, job_id).status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec_gpus", "default", "process_gpus", "travelling_gpus"),
+    [
+        ("sft", None, None, None, None),  # nothing asked: a CPU job
+        ("sft", None, 2.0, 2.0, None),  # the worker's default
+        ("sft", 1, 2.0, 1.0, 1),  # the job's own setting wins
+        ("dpo", 0, 2.0, None, 0),  # a job that asks for none gets none
+        ("sweep", None, 1.0, None, 1.0),  # spread: the default goes to each run, not the driver
+        ("features", 0.5, 1.0, None, 0.5),  # spread: its own per-shard setting travels as is
+    ],
+)
+def test_gpus_go_to_the_job_process_or_to_each_task_of_a_kind_that_spreads(
+    kind, spec_gpus, default, process_gpus, travelling_gpus
+):
+    from training.jobs import Job
+    from training.ray_worker import place_gpus
+
+    spec = {"dataset": "d"} | ({} if spec_gpus is None else {"num_gpus": spec_gpus})
+    job = Job(id=1, kind=kind, spec=spec, status="running")
+    travelling, gpus = place_gpus(job, default)
+    assert gpus == process_gpus
+    assert travelling.spec.get("num_gpus") == travelling_gpus
+    assert job.spec == spec  # the row's own spec is left as it was

@@ -69,6 +69,11 @@ class TrainConfig:
     save_steps: int = field(
         default=50, metadata={"help": "Checkpoint every N steps (a requeued job resumes there)."}
     )
+    num_gpus: float | None = field(
+        default=None,
+        metadata={"help": "GPUs a Ray worker reserves for the job on its cluster (default: the "
+                          "worker's --num-gpus); a local worker uses the machine's."},
+    )  # fmt: skip
 
     def validate(self: C) -> C:
         if bool(self.dataset) == bool(self.mixture):
@@ -86,6 +91,8 @@ class TrainConfig:
             raise CuratorError("learning_rate must be positive")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise CuratorError("precision must be auto, bf16, fp16 or fp32")
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise CuratorError("num_gpus must be 0 or more")
         if self.limit is not None and self.limit < 2:
             raise CuratorError("limit must be at least 2 examples")
         return self

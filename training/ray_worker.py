@@ -246,22 +246,6 @@ class RayWorker:
             "env_vars": self._env_vars(),
         }
 
-    def _num_gpus(self, job: Job) -> float | None:
-        """GPUs for the job's own process: its ``num_gpus`` setting, else the worker's default;
-        none for a kind that spreads its steps as tasks, which ask for the GPUs themselves."""
-        if job.kind in SPREAD_KINDS:
-            return None
-        if job.spec.get("num_gpus") is not None:
-            return float(job.spec["num_gpus"]) or None
-        return self.config.num_gpus
-
-    def _spec_for_cluster(self, job: Job) -> Job:
-        """The job as it travels: a kind that spreads its steps gets the worker's default GPUs
-        per task when its spec names none."""
-        if job.kind in SPREAD_KINDS and job.spec.get("num_gpus") is None and self.config.num_gpus:
-            return dataclasses.replace(job, spec=job.spec | {"num_gpus": self.config.num_gpus})
-        return job
-
     def _resume(self, job: Job) -> tuple[Path | None, str | None]:
         """The checkpoint a retry resumes from: carried in the bundle when it is a local file,
         fetched by the node from the storage when it is a URL."""
@@ -290,7 +274,8 @@ class RayWorker:
                 (target / PROBE_FILE).write_text(probe)
             resume, resume_uri = self._resume(job)
             try:
-                manifest = build_bundle(self.store, self._spec_for_cluster(job), folder, storage=self.storage.uri, run=run,
+                travelling, gpus = place_gpus(job, self.config.num_gpus)
+                manifest = build_bundle(self.store, travelling, folder, storage=self.storage.uri, run=run,
                                         resume=resume, resume_uri=resume_uri, probe=probe)  # fmt: skip
             except CuratorError as exc:  # the job's inputs, not the cluster, are at fault
                 jobs.finish(self.store, job.id, "failed", error=str(exc))
@@ -303,7 +288,7 @@ class RayWorker:
                     metadata={"curator_job": str(job.id), "curator_kind": job.kind,
                               "curator_artifacts": artifact_uri},
                     entrypoint_num_cpus=self.config.num_cpus,
-                    entrypoint_num_gpus=self._num_gpus(job),
+                    entrypoint_num_gpus=gpus,
                     entrypoint_resources=dict(self.config.resources) or None,
                 )  # fmt: skip
             except (OSError, RuntimeError, ValueError) as exc:
@@ -538,6 +523,21 @@ class RayWorker:
         for job_id in self.on_ray:  # Ray never confirmed: the job may still send its end
             jobs.set_ray_job_id(self.store, job_id, None)
         self.on_ray.clear()
+
+
+def place_gpus(job: Job, default: float | None) -> tuple[Job, float | None]:
+    """(the job as it travels, the GPUs its own process reserves).
+
+    A job's ``num_gpus`` setting, else the worker's default, is reserved for its process. A
+    kind that spreads its steps as tasks reserves none for its process, which only hands out the
+    work: its GPUs go to each task, so the default travels in its spec where it names none."""
+    wanted = job.spec.get("num_gpus")
+    if job.kind in SPREAD_KINDS:
+        if wanted is None and default:
+            return dataclasses.replace(job, spec=job.spec | {"num_gpus": default}), None
+        return job, None
+    gpus = default if wanted is None else float(wanted)
+    return job, gpus or None
 
 
 def _first_line(info: Any) -> str:

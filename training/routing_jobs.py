@@ -331,6 +331,7 @@ def run_judge_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     limit = spec.pop("limit", None)
     engine = spec.pop("engine", "auto")
     spec.pop("retry_of", None)
+    spec.pop("num_gpus", None)  # what a Ray worker reserves for the job, not a judge setting
     if not dataset:
         raise CuratorError("a judge job needs a dataset")
     judge = Judge(**spec)
