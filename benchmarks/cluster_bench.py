@@ -26,6 +26,7 @@ Writes benchmarks/results/cluster_bench.{md,json} (``--no-save`` to skip).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -113,7 +114,7 @@ def timed(what: str, count: int, unit: str, per: float, call) -> dict[str, Any]:
     result = call()
     seconds = time.perf_counter() - started
     rate = count / seconds * per
-    log(f"  {what}: {seconds:.1f} s, {rate:.2f} {unit}")
+    print(f"  {what}: {seconds:.1f} s, {rate:.2f} {unit}", file=sys.__stdout__, flush=True)
     return {"how": what, "seconds": round(seconds, 2), "rate": round(rate, 2), "result": result}
 
 
@@ -131,7 +132,8 @@ def feature_measures(store: Store, pool: RayPool, args) -> dict[str, Any]:
                   lambda: compute_features(store, DATASET, config))]  # fmt: skip
     expected = feature_rows(store)
     for how in ("Ray tasks, cold", "Ray tasks, warm"):
-        store.conn.execute("DELETE FROM features")  # nothing of the run before is left to read
+        with store.write():  # nothing of the run before is left to read
+            store.conn.execute("DELETE FROM features")
         rows.append(timed(how, args.pairs, "pairs/s", 1,
                           lambda: compute_features(store, DATASET, config, shard_map=on_ray)))  # fmt: skip
         worst = check_same_features(expected, feature_rows(store), how)
@@ -162,8 +164,10 @@ def reward_runs(store: Store, pool: RayPool, folder: Path, args) -> dict[str, An
     log(f"reward-model sweep runs: {args.runs} runs of a tiny Llama ({args.max_steps} steps, "
         f"batch 4, max length {args.max_length}, ~{len(data.pairs(masks[0])):,} pairs each, "
         f"scored on {EVAL}):")  # fmt: skip
-    rows = [timed("one process", args.runs, "runs/min", 60,
-                  lambda: [data.score(m)[0] for m in masks])]  # fmt: skip
+    # the trainer prints its log lines to stdout here (on Ray they stay in the workers' logs)
+    with contextlib.redirect_stdout(sys.stderr):
+        rows = [timed("one process", args.runs, "runs/min", 60,
+                      lambda: [data.score(m)[0] for m in masks])]  # fmt: skip
     on_ray = data.score_on(pool, TASK, None)
     for how in ("Ray tasks, cold", "Ray tasks, warm"):
         rows.append(timed(how, args.runs, "runs/min", 60, lambda: [r[0] for r in on_ray(masks)]))
@@ -228,7 +232,7 @@ def main() -> int:
     parser.add_argument("--chunk-pairs", type=int, default=32,
                         help="pairs encoded together (a shard holds whole chunks)")  # fmt: skip
     parser.add_argument("--runs", type=int, default=4, help="reward-model sweep runs")
-    parser.add_argument("--max-steps", type=int, default=4, help="training steps per run")
+    parser.add_argument("--max-steps", type=int, default=8, help="training steps per run")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per response")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-save", action="store_true")

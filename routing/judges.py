@@ -15,7 +15,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,52 +506,42 @@ def _label(
     )
 
 
-def judge_dataset(
-    store: Store,
-    dataset: str,
-    judge: Judge,
-    backend: Backend,
-    *,
-    limit: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Label every pair of a dataset that this judge has not labelled yet.
+@dataclass(frozen=True)
+class JudgeWork:
+    """What scoring any chunk of a judge run needs besides the model: the judge, its aspects'
+    prompt texts, the answer orders and the personas. Plain data, so a cluster's task gets it."""
 
-    Writes one LM annotation per instance through ``store.add_annotations``, a batch at a time,
-    so an interrupted run keeps what it finished and the next run resumes. ``progress(done,
-    total)`` is called after each batch. Returns counts: judged, skipped as done, skipped for
-    lacking two responses, unparsed (no answer could be read), and the rate.
-    """
-    template = load_template(judge.template)
-    texts = {aspect: template.text(aspect) for aspect in judge.aspects}
-    template_hash = template.hash(judge.aspects)
-    register_judge(store, judge, template, backend.model_id)
+    judge: Judge
+    texts: dict[str, str]
+    orders: tuple[bool, ...]
+    personas: tuple[Persona, ...] = ()
 
-    done, todo, incomplete = pairs_to_judge(store, dataset, judge.name, limit)
-    orders = (False, True) if judge.both_orders else (False,)
-    personas = (
-        simulated_personas(store, dataset, judge.personas, judge.persona_shots)
-        if judge.personas
-        else []
-    )
-    started = time.monotonic()
-    judged = unparsed = 0
-    methods = {METHOD_LOGPROBS: 0, METHOD_PARSED: 0}
-    if progress:
-        progress(0, len(todo))
-    for start in range(0, len(todo), judge.batch_size):
-        chunk = todo[start : start + judge.batch_size]
-        keys = [(i, a, s) for i in range(len(chunk)) for a in judge.aspects for s in orders]
+
+PairResults = dict[str, list[tuple[bool, float | None, str | None]]]
+# (the work, chunks of (instance id, instance)) -> each pair's results, chunk by chunk, in order
+ChunkScorer = Callable[[JudgeWork, list[list[tuple[int, Instance]]]], Iterable[list[PairResults]]]
+
+
+def score_pairs(
+    backend: Backend, work: JudgeWork, pairs: list[tuple[int, Instance]]
+) -> list[PairResults]:
+    """Ask the model about each pair (every aspect, every order, every persona) in batches of
+    the judge's batch size: per pair, per aspect, the (swapped, P("A"), letter) of each order."""
+    judge, personas = work.judge, work.personas
+    out: list[PairResults] = []
+    for start in range(0, len(pairs), judge.batch_size):
+        chunk = pairs[start : start + judge.batch_size]
+        keys = [(i, a, s) for i in range(len(chunk)) for a in judge.aspects for s in work.orders]
         if personas:
             prompts = [
-                render_persona_prompt(texts[a], persona, chunk[i][1], chunk[i][0], swapped=s,
-                                      max_chars=judge.max_chars)
+                render_persona_prompt(work.texts[a], persona, chunk[i][1], chunk[i][0],
+                                      swapped=s, max_chars=judge.max_chars)
                 for i, a, s in keys
                 for persona in personas
             ]  # fmt: skip
         else:
             prompts = [
-                render_prompt(texts[a], chunk[i][1], swapped=s, max_chars=judge.max_chars)
+                render_prompt(work.texts[a], chunk[i][1], swapped=s, max_chars=judge.max_chars)
                 for i, a, s in keys
             ]
         probs, letters = _score(backend, prompts)
@@ -560,12 +550,67 @@ def judge_dataset(
             answers = list(zip(probs, letters, strict=True))
             merged = [average_personas(answers[k * per : (k + 1) * per]) for k in range(len(keys))]
             probs, letters = [m[0] for m in merged], [m[1] for m in merged]
-        results: list[dict[str, list]] = [{a: [] for a in judge.aspects} for _ in chunk]
+        results: list[PairResults] = [{a: [] for a in judge.aspects} for _ in chunk]
         for (i, a, s), p, letter in zip(keys, probs, letters, strict=True):
             results[i][a].append((s, p, letter))
+        out += results
+    return out
+
+
+def judge_dataset(
+    store: Store,
+    dataset: str,
+    judge: Judge,
+    backend: Backend | None,
+    *,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    model_id: str | None = None,
+    score_chunks: ChunkScorer | None = None,
+    chunk_pairs: int | None = None,
+) -> dict[str, Any]:
+    """Label every pair of a dataset that this judge has not labelled yet.
+
+    Writes one LM annotation per instance through ``store.add_annotations``, a chunk at a time,
+    so an interrupted run keeps what it finished and the next run resumes. ``progress(done,
+    total)`` is called after each chunk. Returns counts: judged, skipped as done, skipped for
+    lacking two responses, unparsed (no answer could be read), and the rate.
+
+    By default ``backend`` scores the pairs here, a batch (the judge's batch size) per chunk.
+    ``score_chunks`` scores them elsewhere instead (a job on a cluster hands each chunk of
+    ``chunk_pairs`` pairs to a task with its own model); ``model_id`` then names the model, and
+    no ``backend`` is needed here.
+    """
+    template = load_template(judge.template)
+    texts = {aspect: template.text(aspect) for aspect in judge.aspects}
+    template_hash = template.hash(judge.aspects)
+    if backend is not None:
+        model_id = backend.model_id
+    if model_id is None or (backend is None and score_chunks is None):
+        raise CuratorError("judging needs a backend, or a chunk scorer and the model's id")
+    register_judge(store, judge, template, model_id)
+
+    done, todo, incomplete = pairs_to_judge(store, dataset, judge.name, limit)
+    personas = (
+        simulated_personas(store, dataset, judge.personas, judge.persona_shots)
+        if judge.personas
+        else []
+    )
+    work = JudgeWork(judge, texts, (False, True) if judge.both_orders else (False,),
+                     tuple(personas))  # fmt: skip
+    size = chunk_pairs or judge.batch_size
+    chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+    if score_chunks is None:
+        score_chunks = _score_here(backend)
+    started = time.monotonic()
+    judged = unparsed = scored = 0
+    methods = {METHOD_LOGPROBS: 0, METHOD_PARSED: 0}
+    if progress:
+        progress(0, len(todo))
+    for chunk, results in zip(chunks, score_chunks(work, chunks), strict=False):
         labelled = []
         for (instance_id, _), result in zip(chunk, results, strict=True):
-            annotation = _label(judge, result, backend.model_id, template_hash)
+            annotation = _label(judge, result, model_id, template_hash)
             if annotation is None:
                 unparsed += 1
                 continue
@@ -574,13 +619,14 @@ def judge_dataset(
             methods[annotation.reasons["method"]] += 1
             labelled.append((instance_id, annotation))
         judged += store.add_annotations(labelled)
+        scored += len(chunk)
         if progress:
-            progress(min(start + judge.batch_size, len(todo)), len(todo))
+            progress(scored, len(todo))
     seconds = time.monotonic() - started
     return {
         "judge": judge.name,
         "dataset": dataset,
-        "model": backend.model_id,
+        "model": model_id,
         "template_hash": template_hash,
         "judged": judged,
         "skipped_done": len(done),
@@ -590,6 +636,17 @@ def judge_dataset(
         "seconds": round(seconds, 2),
         "judgments_per_s": round(judged / seconds, 2) if judged and seconds > 0 else None,
     }
+
+
+def _score_here(backend: Backend) -> ChunkScorer:
+    """Score the chunks one after another with this process's backend, lazily (a stop between
+    two chunks leaves the rest unscored)."""
+
+    def scores(work: JudgeWork, chunks: list[list[tuple[int, Instance]]]) -> Iterator:
+        for chunk in chunks:
+            yield score_pairs(backend, work, chunk)
+
+    return scores
 
 
 # How a judge with the ``transformers`` backend runs its model: ``auto`` picks vLLM's offline

@@ -450,3 +450,42 @@ def test_an_engine_that_cannot_run_here_is_refused_by_name():
         local_engine("vllm", has_cuda=True, has_vllm=False)
     with pytest.raises(CuratorError, match="unknown judge engine 'fast'"):
         local_engine("fast", has_cuda=False, has_vllm=False)
+
+
+def test_a_judge_job_spread_over_tasks_labels_each_pair_as_one_process_does(
+    store: Store, workspace: Workspace, tiny_model: Path, monkeypatch
+):
+    """On a cluster a judge job hands chunks of pairs to tasks (training.routing_jobs.judge_chunk,
+    each loading the model once per process); chunks are whole batches, so every label equals
+    the one a one-process run gives. Here the pool runs its tasks in this process."""
+    from training import jobs, routing_jobs
+    from training.kinds import JobContext
+    from training.routing_jobs import run_judge_job
+    from training.task_pool import LocalPool
+
+    class TasksHere(LocalPool):
+        name = "tasks-here"  # not "local": the job takes its cluster path
+
+    class SpreadContext(JobContext):
+        @property
+        def pool(self):
+            return TasksHere()
+
+    dataset = _pairs_dataset(store, n=7)
+    monkeypatch.setattr(routing_jobs, "JUDGE_TASK_PAIRS", 3)  # tasks of 4: whole batches of 2
+    spec = {"dataset": dataset, "model": str(tiny_model), "batch_size": 2, "num_gpus": 0}
+    jobs.enqueue(store, "judge", spec | {"name": "spread"})
+    spread = run_judge_job(SpreadContext(store, workspace, jobs.claim_next(store, "w")),
+                           spec | {"name": "spread"})  # fmt: skip
+    judge = Judge(name="here", model=str(tiny_model), batch_size=2)
+    backend = TransformersBackend(str(tiny_model), model_id=str(tiny_model), batch_size=2)
+    here = judge_dataset(store, dataset, judge, backend)
+
+    def labels(name: str) -> list[tuple]:
+        return [tuple(r) for r in store.conn.execute(
+            "SELECT instance_id, overall, probs, confidence, model FROM annotations "
+            "WHERE annotator = ? ORDER BY instance_id", (name,))]  # fmt: skip
+
+    assert (spread["judged"], spread["tasks"], spread["engine"]) == (7, 2, "transformers")
+    assert spread["spread_over"] == "tasks-here tasks" and here["judged"] == 7
+    assert labels("spread") == labels("here")

@@ -362,6 +362,7 @@ def test_a_judge_sft_and_dpo_job_run_on_the_far_node(cluster, tmp_path):
         runs = {i: run_for_job(store, i) for i in (sft, dpo)}
     assert done[judged].result["judged"] == 4 and labels == 4
     assert done[judged].result["engine"] == "transformers"  # no GPU on these nodes
+    assert done[judged].result["spread_over"] == "ray tasks"
     assert model == str(base)
     assert {job.node for job in done.values()} == {_far_node_id(address)}
     for run in runs.values():

@@ -58,9 +58,10 @@ FORWARDED_ENV = (PLUGINS_ENV, "PYTHONPATH", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_O
 # The project's packages, shipped to the nodes as py_modules (a node needs only the environment).
 PACKAGES = ("assets", "curation", "routing", "training")
 # Kinds whose steps spread over the cluster as Ray tasks (:mod:`training.task_pool`: feature
-# shards, a reward-model sweep's runs): their GPUs go to each task (a ``num_gpus`` in the spec
-# is per task), not to the job's process, which only hands out the work and gathers it.
-SPREAD_KINDS = ("features", "sweep")
+# shards, a reward-model sweep's runs, a judge's chunks of pairs): their GPUs go to each task (a
+# ``num_gpus`` in the spec is per task), not to the job's process, which only hands out the
+# work and gathers it.
+SPREAD_KINDS = ("features", "sweep", "judge")
 # Kinds that write the workspace itself (a mixture's folder and version) run on its host only.
 LOCAL_ONLY_KINDS = ("mix",)
 

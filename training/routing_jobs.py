@@ -129,15 +129,11 @@ def score_reward_run(shared: RewardRunShared, pairs: list[Any]) -> tuple[EvalSco
     import tempfile
     import time
 
-    from curation.workspace import Workspace
     from training.evaluate import score_on_evalset
     from training.reward import train_reward_scorer
 
     started = time.perf_counter()
-    # Without a workspace, one of the node's own, only for a base model converted on first use
-    # (the embedded SmolLM2), so the conversion is done once per node.
-    root = shared.workspace or Path(tempfile.gettempdir()) / "curator-task-workspace"
-    workspace = Workspace(Path(root)).ensure()
+    workspace = node_workspace(shared.workspace)
     with tempfile.TemporaryDirectory(prefix="curator-sweep-run-") as scratch:
         scorer = train_reward_scorer(workspace, shared.config, pairs, Path(scratch))
         score = score_on_evalset(scorer, shared.evalset)
@@ -323,7 +319,12 @@ def run_features_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_judge_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
-    """Label a dataset's pairs with an LM judge (pairs already labelled are skipped)."""
+    """Label a dataset's pairs with an LM judge (pairs already labelled are skipped).
+
+    On a cluster a judge with a model of its own (not a server) spreads the pairs over tasks,
+    :data:`JUDGE_TASK_PAIRS` pairs each, every task with the model loaded once per process on
+    its node (on vLLM where the node has a GPU and vLLM, with ``engine`` auto); a task reserves
+    the spec's ``num_gpus``."""
     from routing.judges import Judge, judge_dataset, open_backend
 
     spec = dict(spec)
@@ -331,13 +332,87 @@ def run_judge_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     limit = spec.pop("limit", None)
     engine = spec.pop("engine", "auto")
     spec.pop("retry_of", None)
-    spec.pop("num_gpus", None)  # what a Ray worker reserves for the job, not a judge setting
+    gpus = float(spec.pop("num_gpus", None) or 0)  # for a Ray worker, not a judge setting
     if not dataset:
         raise CuratorError("a judge job needs a dataset")
     judge = Judge(**spec)
     ctx.store.dataset(dataset)
-    ctx.progress(0.0, f"loading {judge.model or 'the embedded model'}")
-    backend = open_backend(judge, ctx.workspace, engine=engine)
-    result = judge_dataset(ctx.store, dataset, judge, backend, limit=limit,
-                           progress=_stopper(ctx))  # fmt: skip
-    return result | {"engine": getattr(backend, "name", judge.backend)}
+    if ctx.pool.name == "local" or judge.backend == "openai":
+        ctx.progress(0.0, f"loading {judge.model or 'the embedded model'}")
+        backend = open_backend(judge, ctx.workspace, engine=engine)
+        result = judge_dataset(ctx.store, dataset, judge, backend, limit=limit,
+                               progress=_stopper(ctx))  # fmt: skip
+        return result | {"engine": backend.name}
+    return _judge_on_pool(ctx, dataset, judge, engine, limit, TaskResources(num_gpus=gpus))
+
+
+# Pairs per task of a judge spread over a cluster (rounded up to whole batches, so each task's
+# batches are those a one-process run makes, and so are its labels).
+JUDGE_TASK_PAIRS = 256
+
+
+@dataclass(frozen=True)
+class JudgeTask:
+    """What each task of a spread judge gets: the work (with the model named as the node finds
+    it) and the engine wanted."""
+
+    work: Any
+    engine: str
+
+
+_NODE_BACKEND: dict[tuple, Any] = {}
+
+
+def judge_chunk(task: JudgeTask, pairs: list[Any]) -> tuple[str, list[Any]]:
+    """One chunk of a spread judge run as a task: (the engine that ran, each pair's results).
+    The model loads once per worker process and stays for its next chunks."""
+    from routing.judges import open_backend, score_pairs
+
+    judge = task.work.judge
+    key = (judge.backend, judge.model, task.engine)
+    if key not in _NODE_BACKEND:
+        _NODE_BACKEND.clear()
+        _NODE_BACKEND[key] = open_backend(judge, node_workspace(None), engine=task.engine)
+    backend = _NODE_BACKEND[key]
+    return backend.name, score_pairs(backend, task.work, pairs)
+
+
+def _judge_on_pool(ctx: JobContext, dataset: str, judge: Any, engine: str, limit: Any,
+                   resources: TaskResources) -> dict[str, Any]:  # fmt: skip
+    from routing.judges import ENGINES, judge_dataset
+    from routing.models import DEFAULT_MODEL, is_default
+
+    if engine not in ENGINES:  # fail before any task starts
+        raise CuratorError(f"unknown judge engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    model_id = DEFAULT_MODEL if is_default(judge.model) else judge.model
+    engines: set[str] = set()
+    chunks_done = 0
+
+    def on_pool(work: Any, chunks: list[Any]) -> Any:
+        nonlocal chunks_done
+        node_judge = dataclasses.replace(work.judge, model=_bundle_relative(work.judge.model))
+        task = JudgeTask(dataclasses.replace(work, judge=node_judge), engine)
+        for ran, results in ctx.pool.map(judge_chunk, task, chunks, resources=resources,
+                                         should_stop=ctx.should_stop):  # fmt: skip
+            engines.add(ran)
+            chunks_done += 1
+            yield results
+
+    size = -(-JUDGE_TASK_PAIRS // judge.batch_size) * judge.batch_size
+    ctx.progress(0.0, f"judging in tasks of {size} pairs on {ctx.pool.name}")
+    result = judge_dataset(ctx.store, dataset, judge, None, limit=limit, model_id=model_id,
+                           progress=_stopper(ctx), score_chunks=on_pool, chunk_pairs=size)  # fmt: skip
+    if ctx.should_stop():
+        raise JobCancelled
+    return result | {"engine": "+".join(sorted(engines)) or None, "tasks": chunks_done,
+                     "spread_over": f"{ctx.pool.name} tasks"}  # fmt: skip
+
+
+def node_workspace(root: str | None) -> Any:
+    """The workspace a task uses: the job's own where it has one, else one of the node's, only
+    for models converted on first use (the embedded SmolLM2), so each node converts once."""
+    import tempfile
+
+    from curation.workspace import Workspace
+
+    return Workspace(Path(root or Path(tempfile.gettempdir()) / "curator-task-workspace")).ensure()
