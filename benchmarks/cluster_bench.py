@@ -9,15 +9,19 @@ Two kinds of job step that a job on a Ray cluster hands to ``training.task_pool.
   1e-5, so a fast wrong answer cannot pass as a gain.
 - reward-model sweep runs: --runs runs of a tiny reward model (a 2-layer Llama, the one the tests
   use) scored one after another with ``score_reward_run`` (a sweep's local path), then as Ray tasks
-  through ``RewardModelSweepData.score_on`` (its path on a cluster).
+  through ``RewardModelSweepData.score_on`` (its path on a cluster). Each run trains the same
+  seeded model on the same split wherever it runs, so its eval score must match too.
 
-The Ray side runs twice: "cold" is the first map, whose workers import the libraries and load the
-encoder; "warm" is the same map again on the same workers. The local Ray cluster this script starts
-has one CPU per core, and each task reserves one CPU (so runs with one compute thread, where the
-one process uses all the cores). On one machine this measures the overhead of tasks, not a
-cluster's scale-out: a real cluster gains per node added.
+The one-process passes run first, before Ray is started, as a job on one host runs; like a fresh
+job they include loading the encoder and importing TRL. The Ray side then runs twice: "cold" is the
+first map, whose workers import the libraries and load the models; "warm" is the same map again on
+the same workers. The local Ray cluster this script starts has one CPU per core, and each task
+reserves one CPU (so runs with one compute thread, where the one process uses all the cores). On
+one machine this measures the overhead of tasks, not a cluster's scale-out: a real cluster gains
+per node added. The default sizes keep the whole script near 2 minutes on 2 cores (the features
+run at about 17 pairs/s there); the ratios, not the sizes, are the point.
 
-    python benchmarks/cluster_bench.py                       # about 3 minutes on 2 cores
+    python benchmarks/cluster_bench.py                       # about 2 minutes on 2 cores
     python benchmarks/cluster_bench.py --pairs 2000 --shard-pairs 256 --runs 8
 
 Writes benchmarks/results/cluster_bench.{md,json} (``--no-save`` to skip).
@@ -34,6 +38,7 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -109,77 +114,107 @@ def check_same_features(expected: Rows, got: Rows, what: str) -> float:
     return worst
 
 
-def timed(what: str, count: int, unit: str, per: float, call) -> dict[str, Any]:
+def timed(part: str, how: str, count: int, unit: str, per: float, call) -> dict[str, Any]:
     started = time.perf_counter()
     result = call()
     seconds = time.perf_counter() - started
     rate = count / seconds * per
-    print(f"  {what}: {seconds:.1f} s, {rate:.2f} {unit}", file=sys.__stdout__, flush=True)
-    return {"how": what, "seconds": round(seconds, 2), "rate": round(rate, 2), "result": result}
+    # to the real stdout: a trainer's log lines may be sent elsewhere meanwhile
+    print(f"  {part}, {how}: {seconds:.1f} s, {rate:.2f} {unit}", file=sys.__stdout__, flush=True)
+    return {"how": how, "seconds": round(seconds, 2), "rate": round(rate, 2), "result": result}
 
 
-def feature_measures(store: Store, pool: RayPool, args) -> dict[str, Any]:
-    """compute_features in one process, then sharded over Ray tasks (cold, then warm)."""
-    config = FeatureConfig(chunk_pairs=args.chunk_pairs, shard_pairs=args.shard_pairs)
-    shards = len(shard_bounds(args.pairs, config.shard_pairs, config.chunk_pairs))
+class FeatureMeasures:
+    """compute_features in one process, then with its measures sharded over Ray tasks."""
 
-    def on_ray(fn, shared, items):
-        return pool.map(fn, shared, items, resources=TASK)
+    name = "feature measures"
 
-    log(f"feature measures on {args.pairs:,} pairs ({shards} shards of up to "
-        f"{shard_bounds(args.pairs, config.shard_pairs, config.chunk_pairs)[0][1]} pairs):")  # fmt: skip
-    rows = [timed("one process", args.pairs, "pairs/s", 1,
-                  lambda: compute_features(store, DATASET, config))]  # fmt: skip
-    expected = feature_rows(store)
-    for how in ("Ray tasks, cold", "Ray tasks, warm"):
-        with store.write():  # nothing of the run before is left to read
-            store.conn.execute("DELETE FROM features")
-        rows.append(timed(how, args.pairs, "pairs/s", 1,
-                          lambda: compute_features(store, DATASET, config, shard_map=on_ray)))  # fmt: skip
-        worst = check_same_features(expected, feature_rows(store), how)
-        rows[-1]["max_difference"] = worst
-        log(f"    same {len(expected):,} features as one process (largest difference {worst:.1e})")
-    for row in rows:
-        row.pop("result")
-    return {"items": args.pairs, "unit": "pairs/s", "shards": shards, "rows": rows}
+    def __init__(self, store: Store, args) -> None:
+        self.store, self.pairs = store, args.pairs
+        self.config = FeatureConfig(chunk_pairs=args.chunk_pairs, shard_pairs=args.shard_pairs)
+        bounds = shard_bounds(args.pairs, self.config.shard_pairs, self.config.chunk_pairs)
+        self.shards = len(bounds)
+        self.rows: list[dict[str, Any]] = []
+        self.expected: Rows = {}
+        log(f"feature measures on {args.pairs:,} pairs (on Ray: {self.shards} shards of up to "
+            f"{bounds[0][1]} pairs):")  # fmt: skip
+
+    def here(self) -> None:
+        run = partial(compute_features, self.store, DATASET, self.config)
+        self.rows.append(timed(self.name, "one process", self.pairs, "pairs/s", 1, run))
+        self.expected = feature_rows(self.store)
+
+    def on_ray(self, pool: RayPool) -> None:
+        def shard_map(fn, shared, items):
+            return pool.map(fn, shared, items, resources=TASK)
+
+        for how in ("Ray tasks, cold", "Ray tasks, warm"):
+            with self.store.write():  # nothing of the run before is left to read
+                self.store.conn.execute("DELETE FROM features")
+            run = partial(compute_features, self.store, DATASET, self.config, shard_map=shard_map)
+            self.rows.append(timed(self.name, how, self.pairs, "pairs/s", 1, run))
+            worst = check_same_features(self.expected, feature_rows(self.store), how)
+            self.rows[-1]["max_difference"] = worst
+            log(f"    the same {len(self.expected):,} features as one process (largest "
+                f"difference {worst:.1e})")  # fmt: skip
+
+    def report(self) -> dict[str, Any]:
+        rows = [{k: v for k, v in row.items() if k != "result"} for row in self.rows]
+        return {"items": self.pairs, "unit": "pairs/s", "shards": self.shards, "rows": rows}
 
 
-def reward_runs(store: Store, pool: RayPool, folder: Path, args) -> dict[str, Any]:
-    """``args.runs`` reward-model sweep runs one after another here, then as Ray tasks."""
-    from tiny_models import save_tiny_llama
+class RewardRuns:
+    """Reward-model sweep runs one after another here, then as Ray tasks."""
 
-    base = save_tiny_llama(folder / "tiny-llama", WORDS)
-    config = RewardTrainConfig.from_spec({
-        "dataset": DATASET, "base_model": str(base), "max_steps": args.max_steps,
-        "batch_size": 4, "max_length": args.max_length, "precision": "fp32",
-    })  # fmt: skip
-    labels = SplitLabels.load(store, DATASET)
-    by_id = dict(store.iter_instances(DATASET))
-    instances = [by_id[int(i)] for i in labels.instance_ids]
-    shared = RewardRunShared(config, EvalSet.load(store, EVAL), str(store.workspace.root))
-    data = RewardModelSweepData(None, labels, instances, shared)
-    # each run's split: half the pairs with their human label, the rest with the LM judge's
-    rng = np.random.default_rng(args.seed)
-    masks = [rng.random(len(instances)) < 0.5 for _ in range(args.runs)]
-    log(f"reward-model sweep runs: {args.runs} runs of a tiny Llama ({args.max_steps} steps, "
-        f"batch 4, max length {args.max_length}, ~{len(data.pairs(masks[0])):,} pairs each, "
-        f"scored on {EVAL}):")  # fmt: skip
-    # the trainer prints its log lines to stdout here (on Ray they stay in the workers' logs)
-    with contextlib.redirect_stdout(sys.stderr):
-        rows = [timed("one process", args.runs, "runs/min", 60,
-                      lambda: [data.score(m)[0] for m in masks])]  # fmt: skip
-    on_ray = data.score_on(pool, TASK, None)
-    for how in ("Ray tasks, cold", "Ray tasks, warm"):
-        rows.append(timed(how, args.runs, "runs/min", 60, lambda: [r[0] for r in on_ray(masks)]))
-    # the same split trains the same seeded model wherever it runs
-    here = [s.overall for s in rows[0]["result"]]
-    for row in rows:
-        scores = [s.overall for s in row.pop("result")]
-        row["max_difference"] = float(np.max(np.abs(np.subtract(scores, here))))
-        if row["max_difference"] > 0.01:
-            raise AssertionError(f"{row['how']}: eval scores {scores}, one process {here}")
-    log(f"    eval scores of each run: {here} (same on Ray)")
-    return {"items": args.runs, "unit": "runs/min", "shards": args.runs, "rows": rows}
+    name = "reward-model runs"
+
+    def __init__(self, store: Store, folder: Path, args) -> None:
+        from tiny_models import save_tiny_llama
+
+        base = save_tiny_llama(folder / "tiny-llama", WORDS)
+        config = RewardTrainConfig.from_spec({
+            "dataset": DATASET, "base_model": str(base), "max_steps": args.max_steps,
+            "batch_size": 4, "max_length": args.max_length, "precision": "fp32",
+        })  # fmt: skip
+        labels = SplitLabels.load(store, DATASET)
+        by_id = dict(store.iter_instances(DATASET))
+        instances = [by_id[int(i)] for i in labels.instance_ids]
+        shared = RewardRunShared(config, EvalSet.load(store, EVAL), str(store.workspace.root))
+        self.data = RewardModelSweepData(None, labels, instances, shared)
+        # each run's split: about half the pairs with their human label, the rest the LM judge's
+        rng = np.random.default_rng(args.seed)
+        self.masks = [rng.random(len(instances)) < 0.5 for _ in range(args.runs)]
+        self.rows: list[dict[str, Any]] = []
+        log(f"reward-model sweep runs: {args.runs} runs of a tiny Llama ({args.max_steps} steps, "
+            f"batch 4, max length {args.max_length}, ~{len(self.data.pairs(self.masks[0])):,} "
+            f"pairs each, scored on {EVAL}):")  # fmt: skip
+
+    def here(self) -> None:
+        # the trainer prints its log lines to stdout here (on Ray they stay in the workers' logs)
+        def run() -> list[Any]:
+            return [self.data.score(m)[0] for m in self.masks]
+
+        with contextlib.redirect_stdout(sys.stderr):
+            self.rows.append(timed(self.name, "one process", len(self.masks), "runs/min", 60, run))
+
+    def on_ray(self, pool: RayPool) -> None:
+        scores = self.data.score_on(pool, TASK, None)  # a sweep job's path on a cluster
+        for how in ("Ray tasks, cold", "Ray tasks, warm"):
+            self.rows.append(timed(self.name, how, len(self.masks), "runs/min", 60,
+                                   lambda: [r[0] for r in scores(self.masks)]))  # fmt: skip
+        # the same split trains the same seeded model wherever it runs
+        here = [s.overall for s in self.rows[0]["result"]]
+        for row in self.rows[1:]:
+            there = [s.overall for s in row["result"]]
+            row["max_difference"] = float(np.max(np.abs(np.subtract(there, here))))
+            if row["max_difference"] > 0.01:
+                raise AssertionError(f"{row['how']}: eval scores {there}, one process {here}")
+        log(f"    the same eval scores as one process: {[round(x, 4) for x in here]}")
+
+    def report(self) -> dict[str, Any]:
+        rows = [{k: v for k, v in row.items() if k != "result"} for row in self.rows]
+        return {"items": len(self.masks), "unit": "runs/min", "shards": len(self.masks),
+                "rows": rows}  # fmt: skip
 
 
 def table(parts: dict[str, dict[str, Any]]) -> list[str]:
@@ -213,10 +248,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *table(report["parts"]),
         "",
-        "Cold: the first map of the Ray session (its workers import the libraries and load the "
-        "models); warm: the same map again on the same workers. Both Ray feature runs stored the "
-        f"same features as one process (values within {TOLERANCE}, labels equal); the reward runs "
-        "scored the same on the eval set.",
+        "One process ran first, before Ray was started. Cold: the first map of the Ray session "
+        "(its workers import the libraries and load the models); warm: the same map again on the "
+        "same workers. Both Ray feature runs stored the same features as one process (values "
+        f"within {TOLERANCE}, labels equal); each reward run scored the same on the eval set "
+        "(within 0.01) wherever it ran.",
         "",
         f"On one {m['cores']}-core machine this is the overhead of tasks (object store, worker "
         "processes, one compute thread per task against all cores in one process), not a "
@@ -253,21 +289,25 @@ def main() -> int:
         store = Store.open(Workspace(folder / "ws").ensure())
         build_demo(store, seed=args.seed, n_pairs=args.pairs)
         log(f"demo of {args.pairs:,} pairs built in {time.perf_counter() - started:.1f} s")
+        features, runs = FeatureMeasures(store, args), RewardRuns(store, folder, args)
+        # one process first, with no Ray on the machine, as a job on one host runs
+        log("in one process:")
+        features.here()
+        runs.here()
         started = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False,
                  log_to_driver=False)  # fmt: skip
         try:
             pool = RayPool()
             report["ray_cpus"] = pool.workers
-            log(f"local Ray cluster of {pool.workers} CPUs started in "
-                f"{time.perf_counter() - started:.1f} s (not counted below)")  # fmt: skip
-            report["parts"] = {
-                "feature measures": feature_measures(store, pool, args),
-                "reward-model runs": reward_runs(store, pool, folder, args),
-            }
+            log(f"as Ray tasks, on a local Ray cluster of {pool.workers} CPUs (started in "
+                f"{time.perf_counter() - started:.1f} s, not counted below):")  # fmt: skip
+            features.on_ray(pool)
+            runs.on_ray(pool)
         finally:
             ray.shutdown()
             store.close()
+    report["parts"] = {part.name: part.report() for part in (features, runs)}
     m["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     text = markdown(report)
     log("")

@@ -43,6 +43,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "annotate_bench": ["--per-user", "20"],
     "features_scale": ["--pairs", "200", "--cpu-pairs", "50", "--no-save"],
     "training_bench": ["--max-length", "64", "--no-save"],
+    "cluster_bench": ["--pairs", "128", "--shard-pairs", "32", "--runs", "2", "--no-save"],
 }
 
 
