@@ -58,7 +58,7 @@ def test_a_job_whose_worker_was_killed_is_recovered_from_its_last_checkpoint(
     assert _integrity(workspace) == "ok"
     time.sleep(2.5)
     # a fresh worker reaps the lost job, requeues it, and runs it again from its checkpoint
-    Worker(workspace, WorkerConfig(once=True, stale_after_s=2)).run()
+    Worker(workspace, WorkerConfig(drain=True, stale_after_s=2)).run()
     job = jobs.get_job(store, job_id)
     assert job.status == "succeeded", (job.error, jobs.log_tail(job, 4000))
     assert job.attempts == 2

@@ -193,7 +193,7 @@ def test_a_background_judge_job_keeps_the_key_in_its_environment_only(
     job_id = json.loads(result.output)["job_id"]
     with Store.open(ws) as store:
         assert jobs.get_job(store, job_id).spec["api_key_env"] == "OPENAI_API_KEY"
-    assert Worker(ws, WorkerConfig(once=True, poll_s=0.05)).run() == 1
+    assert Worker(ws, WorkerConfig(drain=True, poll_s=0.05)).run() == 1
     with Store.open(ws) as store:
         job = jobs.get_job(store, job_id)
     assert job.status == "failed" and "Bearer ***" in job.error, job.error
