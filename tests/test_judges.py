@@ -489,3 +489,50 @@ def test_a_judge_job_spread_over_tasks_labels_each_pair_as_one_process_does(
     assert (spread["judged"], spread["tasks"], spread["engine"]) == (7, 2, "transformers")
     assert spread["spread_over"] == "tasks-here tasks" and here["judged"] == 7
     assert labels("spread") == labels("here")
+
+
+def test_a_judge_retried_after_its_node_died_restores_the_checkpointed_labels(
+    store: Store, workspace: Workspace, tiny_model: Path, monkeypatch
+):
+    """On a node the labels live in a snapshot store, lost with the node: the job checkpoints
+    them as JSONL parts. A retry restores the parts it is given and judges only the pairs left;
+    the labels end as a run that never stopped left them."""
+    import shutil
+
+    from training import jobs, routing_jobs
+    from training.kinds import JobContext
+    from training.routing_jobs import run_judge_job
+
+    messages: list[str] = []
+
+    class OnNode(JobContext):
+        @property
+        def store_is_snapshot(self) -> bool:
+            return True
+
+        def progress(self, fraction, message=None):
+            messages.append(message or "")
+
+    monkeypatch.setattr(routing_jobs, "JUDGE_CHECKPOINT_S", 0.0)  # a part after every batch
+    dataset = _pairs_dataset(store, n=7)
+    spec = {"dataset": dataset, "model": str(tiny_model), "batch_size": 2, "name": "tiny"}
+    jobs.enqueue(store, "judge", spec)
+    first = run_judge_job(OnNode(store, workspace, jobs.claim_next(store, "node")), dict(spec))
+    query = "SELECT instance_id, overall, probs FROM annotations WHERE annotator = 'tiny' "
+    whole = [tuple(r) for r in store.conn.execute(query + "ORDER BY instance_id")]
+    parts = sorted((workspace.root / "runs" / "job-1" / "judge-labels").glob("part-*.jsonl"))
+    assert first["judged"] == 7 and len(parts) == 4  # batches of 2, 2, 2, 1
+    half = workspace.root / "half"  # what the storage held when the node died
+    half.mkdir()
+    for part in parts[:2]:
+        shutil.copy2(part, half / part.name)
+    with store.write():  # the node's store is gone with it
+        store.conn.execute("DELETE FROM annotations WHERE annotator = 'tiny'")
+    jobs.enqueue(store, "judge", spec)
+    job = jobs.claim_next(store, "other node")
+    job.checkpoint_path = str(half)
+    messages.clear()
+    again = run_judge_job(OnNode(store, workspace, job), dict(spec))
+    assert again["judged"] == 3 and again["skipped_done"] == 4
+    assert "4 labels restored from the checkpoint" in messages
+    assert [tuple(r) for r in store.conn.execute(query + "ORDER BY instance_id")] == whole

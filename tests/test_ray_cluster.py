@@ -431,7 +431,7 @@ def test_a_job_whose_node_dies_is_requeued_and_resumes_from_its_checkpoint(clust
     with Store.open(workspace) as store:
         # retries to spare: the worker may claim the requeued job again (for a node that is
         # gone) before the test stops it, which spends one
-        job_id = jobs.enqueue(store, "steps", {"steps": 30, "step_s": 1.0}, max_retries=3)
+        job_id = jobs.enqueue(store, "steps", {"steps": 16, "step_s": 1.0}, max_retries=3)
     worker = _worker(address, workspace, drain=False)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -460,5 +460,5 @@ def test_a_job_whose_node_dies_is_requeued_and_resumes_from_its_checkpoint(clust
     with Store.open(workspace) as store:
         retried = jobs.get_job(store, job_id)
     assert retried.status == "succeeded", retried.error
-    assert retried.result["steps"] == 30 and retried.result["resumed_from"] > 0
+    assert retried.result["steps"] == 16 and retried.result["resumed_from"] > 0
     assert "resuming from" in Path(retried.log_path).read_text()
