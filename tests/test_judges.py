@@ -455,12 +455,12 @@ def test_an_engine_that_cannot_run_here_is_refused_by_name():
 def test_a_judge_job_spread_over_tasks_labels_each_pair_as_one_process_does(
     store: Store, workspace: Workspace, tiny_model: Path, monkeypatch
 ):
-    """On a cluster a judge job hands chunks of pairs to tasks (training.routing_jobs.judge_chunk,
+    """On a cluster a judge job hands chunks of pairs to tasks (training.judge_job.judge_chunk,
     each loading the model once per process); chunks are whole batches, so every label equals
     the one a one-process run gives. Here the pool runs its tasks in this process."""
-    from training import jobs, routing_jobs
+    from training import jobs, judge_job
+    from training.judge_job import run_judge_job
     from training.kinds import JobContext
-    from training.routing_jobs import run_judge_job
     from training.task_pool import LocalPool
 
     class TasksHere(LocalPool):
@@ -472,7 +472,7 @@ def test_a_judge_job_spread_over_tasks_labels_each_pair_as_one_process_does(
             return TasksHere()
 
     dataset = _pairs_dataset(store, n=7)
-    monkeypatch.setattr(routing_jobs, "JUDGE_TASK_PAIRS", 3)  # tasks of 4: whole batches of 2
+    monkeypatch.setattr(judge_job, "JUDGE_TASK_PAIRS", 3)  # tasks of 4: whole batches of 2
     spec = {"dataset": dataset, "model": str(tiny_model), "batch_size": 2, "num_gpus": 0}
     jobs.enqueue(store, "judge", spec | {"name": "spread"})
     spread = run_judge_job(SpreadContext(store, workspace, jobs.claim_next(store, "w")),
@@ -499,9 +499,9 @@ def test_a_judge_retried_after_its_node_died_restores_the_checkpointed_labels(
     the labels end as a run that never stopped left them."""
     import shutil
 
-    from training import jobs, routing_jobs
+    from training import jobs, judge_job
+    from training.judge_job import run_judge_job
     from training.kinds import JobContext
-    from training.routing_jobs import run_judge_job
 
     messages: list[str] = []
 
@@ -513,7 +513,7 @@ def test_a_judge_retried_after_its_node_died_restores_the_checkpointed_labels(
         def progress(self, fraction, message=None):
             messages.append(message or "")
 
-    monkeypatch.setattr(routing_jobs, "JUDGE_CHECKPOINT_S", 0.0)  # a part after every batch
+    monkeypatch.setattr(judge_job, "JUDGE_CHECKPOINT_S", 0.0)  # a part after every batch
     dataset = _pairs_dataset(store, n=7)
     spec = {"dataset": dataset, "model": str(tiny_model), "batch_size": 2, "name": "tiny"}
     jobs.enqueue(store, "judge", spec)

@@ -95,7 +95,7 @@ _KINDS: dict[str, JobFn | str] = {
     "dpo": "training.dpo:run_job",
     "features": "training.routing_jobs:run_features_job",
     "sweep": "training.routing_jobs:run_sweep_job",
-    "judge": "training.routing_jobs:run_judge_job",
+    "judge": "training.judge_job:run_judge_job",
     "mix": "training.mix_job:run_build_job",
 }
 _plugins_loaded: set[str] = set()

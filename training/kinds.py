@@ -31,6 +31,7 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobFn",
+    "stopping_progress",
     "job_kind",
     "kind_names",
     "load_plugins",
@@ -116,3 +117,17 @@ class JobContext:
 
 
 JobFn = Callable[[JobContext, dict[str, Any]], dict[str, Any]]
+
+
+def stopping_progress(ctx: JobContext, after: Callable[[], None] | None = None):
+    """A progress callback that reports, calls ``after`` (a checkpoint), and stops the job
+    when it was cancelled."""
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done / total if total else 1.0, f"{done}/{total}")
+        if after is not None:
+            after()
+        if ctx.should_stop():
+            raise JobCancelled
+
+    return progress

@@ -1,15 +1,15 @@
-"""Routing work as background jobs: features (``features``), reward-model sweeps (``sweep``) and
-LM judging (``judge``).
+"""Routing work as background jobs: features (``features``) and reward-model sweeps (``sweep``);
+LM judging is :mod:`training.judge_job`.
 
-Both are long loops that already write as they go, so a job only adds progress, cancel between
-steps, and resume: a sweep's id is its checkpoint (a requeued sweep adds only the runs still
-missing), and a judge skips the pairs it has labelled.
+Both write as they go, so a job adds progress, cancel between steps, and resume: a sweep's id
+is its checkpoint here (a requeued sweep adds only the runs still missing), and on a cluster's
+node its scored runs are, replayed by a retry. On a cluster, feature shards and the runs of a
+reward-model sweep are Ray tasks (:mod:`training.task_pool`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,25 +17,11 @@ from typing import TYPE_CHECKING, Any
 from curation.errors import CuratorError
 from curation.evalsets import EvalScore, EvalSet
 from curation.pairs import SplitLabels
-from training.kinds import JobCancelled, JobContext
-from training.task_pool import TaskPool, TaskResources
+from training.kinds import JobCancelled, JobContext, stopping_progress
+from training.task_pool import TaskPool, TaskResources, node_workspace, relative_to_working_dir
 
 if TYPE_CHECKING:
     from routing.sweeps import RunScorer
-
-
-def _stopper(ctx: JobContext, after: Any = None):
-    """A progress callback that reports, calls ``after`` (a checkpoint), and stops the job
-    when it was cancelled."""
-
-    def progress(done: int, total: int) -> None:
-        ctx.progress(done / total if total else 1.0, f"{done}/{total}")
-        if after is not None:
-            after()
-        if ctx.should_stop():
-            raise JobCancelled
-
-    return progress
 
 
 def sweep_spec(
@@ -109,7 +95,7 @@ class RewardModelSweepData:
         pool places it: the pairs are cut here, the training and scoring run there (with no
         workspace: a node has none)."""
         config = dataclasses.replace(self.shared.config,
-                                     base_model=_bundle_relative(self.shared.config.base_model))  # fmt: skip
+                                     base_model=relative_to_working_dir(self.shared.config.base_model))  # fmt: skip
         shared = RewardRunShared(config, self.shared.evalset, None)
 
         def scores(masks: list[Any]) -> Any:
@@ -144,17 +130,6 @@ def score_reward_run(shared: RewardRunShared, pairs: list[Any]) -> tuple[EvalSco
         scorer = train_reward_scorer(workspace, shared.config, pairs, Path(scratch))
         score = score_on_evalset(scorer, shared.evalset)
     return score, len(pairs), time.perf_counter() - started
-
-
-def _bundle_relative(ref: str | None) -> str | None:
-    """A base model as a path relative to this job's working folder when it lies inside it (a
-    job on a cluster carries its base model in its bundle, which Ray unpacks as the working
-    folder of every task, at a path of its own on each node); else unchanged."""
-    if ref:
-        path = Path(ref)
-        if path.is_absolute() and path.is_relative_to(Path.cwd()):
-            return path.relative_to(Path.cwd()).as_posix()
-    return ref
 
 
 def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +181,7 @@ def run_sweep_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
             remaining,
             sweep_id=sweep_id,
             data=data,
-            progress=_stopper(ctx),
+            progress=stopping_progress(ctx),
             should_stop=ctx.should_stop,
             score_runs=score_runs,
             replay=replay,
@@ -322,183 +297,3 @@ def run_features_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     ctx.progress(0.0, f"measures in shards of {config.shard_pairs} pairs on {pool.name}")
     summary = compute_features(ctx.store, dataset, config, progress=progress, shard_map=on_pool)
     return {**summary.to_dict(), "shards": ran, "pool": pool.name}
-
-
-def run_judge_job(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
-    """Label a dataset's pairs with an LM judge (pairs already labelled are skipped).
-
-    On a cluster a judge with a model of its own (not a server) spreads the pairs over tasks,
-    :data:`JUDGE_TASK_PAIRS` pairs each, every task with the model loaded once per process on
-    its node (on vLLM where the node has a GPU and vLLM, with ``engine`` auto); a task reserves
-    the spec's ``num_gpus``."""
-    from routing.judges import Judge, judge_dataset, open_backend
-
-    spec = dict(spec)
-    dataset = spec.pop("dataset", None)
-    limit = spec.pop("limit", None)
-    engine = spec.pop("engine", "auto")
-    spec.pop("retry_of", None)
-    gpus = float(spec.pop("num_gpus", None) or 0)  # for a Ray worker, not a judge setting
-    if not dataset:
-        raise CuratorError("a judge job needs a dataset")
-    judge = Judge(**spec)
-    ctx.store.dataset(dataset)
-    saved = None
-    if ctx.store_is_snapshot:  # on a node: its labels survive the node in the checkpoint
-        saved = NodeLabels(ctx, judge.name)
-        restored = saved.restore()
-        if restored:
-            ctx.progress(0.0, f"{restored} labels restored from the checkpoint")
-    progress = _stopper(ctx, saved.maybe_save if saved else None)
-    if ctx.pool.name == "local" or judge.backend == "openai":
-        ctx.progress(0.0, f"loading {judge.model or 'the embedded model'}")
-        backend = open_backend(judge, ctx.workspace, engine=engine)
-        result = judge_dataset(ctx.store, dataset, judge, backend, limit=limit,
-                               progress=progress)  # fmt: skip
-        return result | {"engine": backend.name}
-    resources = TaskResources(num_gpus=gpus)
-    return _judge_on_pool(ctx, dataset, judge, engine, limit, resources, progress)
-
-
-# On a node, a judge's new labels go into its checkpoint at most this often.
-JUDGE_CHECKPOINT_S = 10.0
-
-
-class NodeLabels:
-    """A judge's labels on a node, kept in its checkpoint: a folder of JSONL parts, one per
-    save, each holding the labels added since the one before (so a save writes only what is
-    new). A retry after the node died restores them into its snapshot, so it judges only the
-    pairs still left, and they come back to the workspace with the rest."""
-
-    def __init__(self, ctx: JobContext, annotator: str):
-        self.ctx, self.annotator = ctx, annotator
-        self.folder = ctx.run_dir / "judge-labels"
-        self.last_id = 0
-        self.saved_at = 0.0
-
-    def _rows_after(self, last_id: int) -> list[dict[str, Any]]:
-        rows = self.ctx.store.conn.execute(
-            "SELECT * FROM annotations WHERE annotator_kind = 'lm' AND annotator = ? AND id > ? "
-            "ORDER BY id", (self.annotator, last_id)).fetchall()  # fmt: skip
-        return [dict(r) for r in rows]
-
-    def restore(self) -> int:
-        """Insert the labels of the checkpoint this attempt resumes from; returns how many."""
-        import shutil
-
-        store = self.ctx.store
-        start = self._rows_after(0)
-        self.last_id = max((r["id"] for r in start), default=0)
-        source = Path(self.ctx.resume_from or "")
-        if not self.ctx.resume_from or not source.is_dir():
-            return 0
-        columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(annotations)")}
-        columns.discard("id")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        restored: list[int] = []
-        with store.write():
-            for part in sorted(source.glob("part-*.jsonl")):
-                if part.resolve() != (self.folder / part.name).resolve():
-                    shutil.copy2(part, self.folder / part.name)  # the next save keeps them
-                for line in part.read_text().splitlines():
-                    row = {k: v for k, v in json.loads(line).items() if k in columns}
-                    marks = ", ".join("?" * len(row))
-                    cursor = store.conn.execute(
-                        f"INSERT OR IGNORE INTO annotations ({', '.join(row)}) "  # noqa: S608
-                        f"VALUES ({marks})", list(row.values()))  # fmt: skip
-                    if cursor.rowcount:
-                        restored.append(int(row["instance_id"]))
-            store.refresh_summary(sorted(set(restored)))
-        self.last_id = max((r["id"] for r in self._rows_after(0)), default=0)
-        return len(restored)
-
-    def maybe_save(self) -> None:
-        """Write the labels added since the last save as a new part, then checkpoint the
-        folder; at most every :data:`JUDGE_CHECKPOINT_S` seconds."""
-        import time
-
-        if time.monotonic() - self.saved_at < JUDGE_CHECKPOINT_S:
-            return
-        rows = self._rows_after(self.last_id)
-        if not rows:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        part = self.folder / f"part-{len(list(self.folder.glob('part-*.jsonl'))):05d}.jsonl"
-        partial = part.with_name(f".{part.name}.partial")
-        partial.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-        partial.replace(part)
-        self.last_id = rows[-1]["id"]
-        self.ctx.checkpoint(self.folder)
-        self.saved_at = time.monotonic()
-
-
-# Pairs per task of a judge spread over a cluster (rounded up to whole batches, so each task's
-# batches are those a one-process run makes, and so are its labels).
-JUDGE_TASK_PAIRS = 256
-
-
-@dataclass(frozen=True)
-class JudgeTask:
-    """What each task of a spread judge gets: the work (with the model named as the node finds
-    it) and the engine wanted."""
-
-    work: Any
-    engine: str
-
-
-_NODE_BACKEND: dict[tuple, Any] = {}
-
-
-def judge_chunk(task: JudgeTask, pairs: list[Any]) -> tuple[str, list[Any]]:
-    """One chunk of a spread judge run as a task: (the engine that ran, each pair's results).
-    The model loads once per worker process and stays for its next chunks."""
-    from routing.judges import open_backend, score_pairs
-
-    judge = task.work.judge
-    key = (judge.backend, judge.model, task.engine)
-    if key not in _NODE_BACKEND:
-        _NODE_BACKEND.clear()
-        _NODE_BACKEND[key] = open_backend(judge, node_workspace(None), engine=task.engine)
-    backend = _NODE_BACKEND[key]
-    return backend.name, score_pairs(backend, task.work, pairs)
-
-
-def _judge_on_pool(ctx: JobContext, dataset: str, judge: Any, engine: str, limit: Any,
-                   resources: TaskResources, progress: Any) -> dict[str, Any]:  # fmt: skip
-    from routing.judges import ENGINES, judge_dataset
-    from routing.models import DEFAULT_MODEL, is_default
-
-    if engine not in ENGINES:  # fail before any task starts
-        raise CuratorError(f"unknown judge engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    model_id = DEFAULT_MODEL if is_default(judge.model) else judge.model
-    engines: set[str] = set()
-    chunks_done = 0
-
-    def on_pool(work: Any, chunks: list[Any]) -> Any:
-        nonlocal chunks_done
-        node_judge = dataclasses.replace(work.judge, model=_bundle_relative(work.judge.model))
-        task = JudgeTask(dataclasses.replace(work, judge=node_judge), engine)
-        for ran, results in ctx.pool.map(judge_chunk, task, chunks, resources=resources,
-                                         should_stop=ctx.should_stop):  # fmt: skip
-            engines.add(ran)
-            chunks_done += 1
-            yield results
-
-    size = -(-JUDGE_TASK_PAIRS // judge.batch_size) * judge.batch_size
-    ctx.progress(0.0, f"judging in tasks of {size} pairs on {ctx.pool.name}")
-    result = judge_dataset(ctx.store, dataset, judge, None, limit=limit, model_id=model_id,
-                           progress=progress, score_chunks=on_pool, chunk_pairs=size)  # fmt: skip
-    if ctx.should_stop():
-        raise JobCancelled
-    return result | {"engine": "+".join(sorted(engines)) or None, "tasks": chunks_done,
-                     "spread_over": f"{ctx.pool.name} tasks"}  # fmt: skip
-
-
-def node_workspace(root: str | None) -> Any:
-    """The workspace a task uses: the job's own where it has one, else one of the node's, only
-    for models converted on first use (the embedded SmolLM2), so each node converts once."""
-    import tempfile
-
-    from curation.workspace import Workspace
-
-    return Workspace(Path(root or Path(tempfile.gettempdir()) / "curator-task-workspace")).ensure()

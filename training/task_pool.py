@@ -20,6 +20,7 @@ and imported on the node).
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from curation.errors import CuratorError
+from curation.workspace import Workspace
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -174,3 +176,20 @@ def pool_for_this_process() -> TaskPool:
         except ImportError:
             pass
     return LocalPool()
+
+
+def node_workspace(root: str | None) -> Workspace:
+    """The workspace a task uses: the job's own where it has one, else one of the node's, only
+    for models converted on first use (the embedded SmolLM2), so each node converts once."""
+    return Workspace(Path(root or Path(tempfile.gettempdir()) / "curator-task-workspace")).ensure()
+
+
+def relative_to_working_dir(ref: str | None) -> str | None:
+    """A base model as a path relative to this job's working folder when it lies inside it (a
+    job on a cluster carries its base model in its bundle, which Ray unpacks as the working
+    folder of every task, at a path of its own on each node); else unchanged."""
+    if ref:
+        path = Path(ref)
+        if path.is_absolute() and path.is_relative_to(Path.cwd()):
+            return path.relative_to(Path.cwd()).as_posix()
+    return ref
