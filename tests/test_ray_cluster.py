@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import free_port, session_processes
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -43,40 +44,10 @@ FAR = {"far": 1.0}
 WORDS = ["<pad>", "<unk>", "<s>", "</s>", "user", "assistant", ":", "the", "a", "is", "A", "B"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _session_processes(sid: int) -> set[int]:
-    """Every process in session ``sid`` and their descendants."""
-    parent: dict[int, int] = {}
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(entry.name)] = int(fields[1])
-        if int(fields[3]) == sid:
-            found.add(int(entry.name))
-    grew = True
-    while grew:
-        more = {pid for pid, ppid in parent.items() if ppid in found} - found
-        found |= more
-        grew = bool(more)
-    return found
-
-
 def _kill_session(
     proc: subprocess.Popen, grace_s: float = 3, signals=(signal.SIGTERM, signal.SIGKILL)
 ) -> None:
-    pids = _session_processes(proc.pid)
+    pids = session_processes(proc.pid)
     for sig in signals:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -92,7 +63,7 @@ def _node_ports() -> list[str]:
     flags = ("--node-manager-port", "--object-manager-port", "--metrics-export-port",
              "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
              "--runtime-env-agent-port")  # fmt: skip
-    return [x for flag in flags for x in (flag, str(_free_port()))]
+    return [x for flag in flags for x in (flag, str(free_port()))]
 
 
 def _why_no_namespaces() -> str | None:
@@ -132,7 +103,7 @@ def cluster(tmp_path_factory):
         build_demo(store, n_pairs=60)
     (hidden / "secret.txt").write_text("only the head's machine sees this")
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # unix socket paths stay short
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = free_port(), free_port()
     env = os.environ | {"RAY_health_check_period_ms": "1000",
                         "RAY_health_check_failure_threshold": "3"}  # fmt: skip
     head_cmd = [str(RAY), "start", "--head", "--block", "--port", str(gcs_port),
@@ -140,7 +111,7 @@ def cluster(tmp_path_factory):
                 "--include-dashboard", "true", "--temp-dir", temp_dir,
                 "--disable-usage-stats", "--num-cpus", "1",
                 "--object-store-memory", str(100 * 1024**2),
-                "--ray-client-server-port", str(_free_port()), *_node_ports()]  # fmt: skip
+                "--ray-client-server-port", str(free_port()), *_node_ports()]  # fmt: skip
     logs = Path(temp_dir)
     head_log = open(logs / "head.log", "wb")  # noqa: SIM115 - open for the whole module
     head = subprocess.Popen(head_cmd, stdout=head_log, stderr=subprocess.STDOUT,

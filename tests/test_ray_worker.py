@@ -10,7 +10,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import free_port, session_processes
 
 from curation.errors import CuratorError
 from training import jobs
@@ -29,36 +29,6 @@ ROOT = TESTS_DIR.parent
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray not installed (the cluster extra)")
 RAY = Path(sys.executable).parent / "ray"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _session_processes(sid: int) -> set[int]:
-    """Every process in session ``sid`` and all their descendants (job entrypoints start
-    sessions of their own under the head's job supervisors)."""
-    parent: dict[int, int] = {}
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        parent[pid] = int(fields[1])
-        if int(fields[3]) == sid:
-            found.add(pid)
-    grew = True
-    while grew:
-        more = {pid for pid, ppid in parent.items() if ppid in found} - found
-        found |= more
-        grew = bool(more)
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -91,17 +61,17 @@ def ray_head():
     from ray.job_submission import JobSubmissionClient
 
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    dashboard_port = _free_port()
+    dashboard_port = free_port()
     ports = {
-        "--port": _free_port(),
+        "--port": free_port(),
         "--dashboard-port": dashboard_port,
-        "--ray-client-server-port": _free_port(),
-        "--dashboard-agent-listen-port": _free_port(),
-        "--dashboard-agent-grpc-port": _free_port(),
-        "--runtime-env-agent-port": _free_port(),
-        "--metrics-export-port": _free_port(),
-        "--node-manager-port": _free_port(),
-        "--object-manager-port": _free_port(),
+        "--ray-client-server-port": free_port(),
+        "--dashboard-agent-listen-port": free_port(),
+        "--dashboard-agent-grpc-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--metrics-export-port": free_port(),
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
     }
     command = [str(RAY), "start", "--head", "--block", "--dashboard-host", "127.0.0.1",
                "--temp-dir", temp_dir, "--disable-usage-stats", "--num-cpus", "2",
@@ -128,7 +98,7 @@ def ray_head():
                 time.sleep(0.5)
         yield address
     finally:
-        _kill_all(_session_processes(head.pid), grace_s=3)
+        _kill_all(session_processes(head.pid), grace_s=3)
         head.wait(timeout=10)
         log.close()
         subprocess.run(["rm", "-rf", temp_dir], check=False)
@@ -168,7 +138,7 @@ def test_unreachable_cluster_is_a_curator_error(workspace, store):
     """A wrong address fails at start, before any job is claimed."""
     job_id = jobs.enqueue(store, "reward", {})
     with pytest.raises(CuratorError, match="cannot reach the Ray Jobs API"):
-        RayWorker(workspace, f"http://127.0.0.1:{_free_port()}")
+        RayWorker(workspace, f"http://127.0.0.1:{free_port()}")
     assert jobs.get_job(store, job_id).status == "queued"
 
 

@@ -71,6 +71,12 @@ class NodeLabels:
         self.last_id = 0
         self.saved_at = 0.0
 
+    def _last_id(self) -> int:
+        """The newest of this judge's labels in the store now (restored ones included)."""
+        return int(self.ctx.store.conn.execute(
+            "SELECT coalesce(max(id), 0) FROM annotations WHERE annotator_kind = 'lm' "
+            "AND annotator = ?", (self.annotator,)).fetchone()[0])  # fmt: skip
+
     def _rows_after(self, last_id: int) -> list[dict[str, Any]]:
         rows = self.ctx.store.conn.execute(
             "SELECT * FROM annotations WHERE annotator_kind = 'lm' AND annotator = ? AND id > ? "
@@ -82,10 +88,9 @@ class NodeLabels:
         import shutil
 
         store = self.ctx.store
-        start = self._rows_after(0)
-        self.last_id = max((r["id"] for r in start), default=0)
         source = Path(self.ctx.resume_from or "")
         if not self.ctx.resume_from or not source.is_dir():
+            self.last_id = self._last_id()
             return 0
         columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(annotations)")}
         columns.discard("id")
@@ -104,7 +109,7 @@ class NodeLabels:
                     if cursor.rowcount:
                         restored.append(int(row["instance_id"]))
             store.refresh_summary(sorted(set(restored)))
-        self.last_id = max((r["id"] for r in self._rows_after(0)), default=0)
+        self.last_id = self._last_id()
         return len(restored)
 
     def maybe_save(self) -> None:
